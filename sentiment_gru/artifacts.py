@@ -1,0 +1,197 @@
+"""The artifacts folder: written whole or not at all, validated on every load.
+
+A model folder holds `model.safetensors`, `config.json`, `tokenizer.json`,
+reports, and `MANIFEST.json` with the sha256 of every file. It is built in a
+hidden sibling folder and swapped in with one rename, so a crash or Ctrl-C
+while saving leaves the previous model complete and usable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import CONFIG_FORMAT_VERSION, ModelConfig, from_dict
+from .errors import ArtifactsError
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "MANIFEST.json"
+REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, MANIFEST_FILE)
+# Files a fresh or emptied output folder may hold that are not ours to keep.
+HARMLESS_FILES = {".gitignore", ".gitkeep", ".DS_Store"}
+TRAIN_HINT = "Run: make train (or python scripts/train.py --output-dir DIR)"
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / MANIFEST_FILE).is_file() or (path / CONFIG_FILE).is_file()
+
+
+def check_output_dir(target: Path) -> None:
+    """Refuse to replace a folder that holds anything other than a model of ours."""
+    if target.exists() and not target.is_dir():
+        raise ArtifactsError(f"--output-dir {target} is a file, not a folder. Choose a folder.")
+    if target.is_dir() and not is_model_folder(target):
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in HARMLESS_FILES)
+        if foreign:
+            raise ArtifactsError(
+                f"--output-dir {target} holds other files ({', '.join(foreign[:3])}) and no model; "
+                "choose a new or empty folder, so nothing of yours is replaced."
+            )
+
+
+def save_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(folder)` on a fresh hidden folder, add the manifest, then swap it in for `target`."""
+    target = Path(target)
+    check_output_dir(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=target.parent))
+    try:
+        write(staging)
+        (staging / ".gitignore").write_text("*\n")  # trained contents stay out of version control
+        files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name not in (MANIFEST_FILE, ".gitignore"))
+        write_json(staging / MANIFEST_FILE, {"files": {str(p.relative_to(staging)): sha256_file(p) for p in files}})
+        _set_default_permissions(staging)
+        _swap_in(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _set_default_permissions(folder: Path) -> None:
+    """mkdtemp makes a private folder; give the model folder the user's usual permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for path in folder.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if _exchange(staging, target):  # one atomic step: staging now holds the old folder
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def write_model_files(folder: Path, model: Any, tokenizer: Any, config: dict[str, Any]) -> None:
+    """Write the weights (safetensors: no pickle), the tokenizer and config.json into `folder`."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / MODEL_FILE), metadata={"format": "pt"})
+    tokenizer.save(str(folder / TOKENIZER_FILE))
+    write_json(folder / CONFIG_FILE, config)
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # GRUClassifier in eval mode
+    tokenizer: Any  # tokenizers.Tokenizer
+    label_names: list[str]
+    config: dict[str, Any]  # the whole config.json
+    path: Path
+
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load and validate a trained model folder: the one loader predict and evaluate share."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    from .model import GRUClassifier
+
+    folder = Path(path)
+    if not folder.is_dir() or not is_model_folder(folder):
+        raise ArtifactsError(f"No trained model in {folder}/. {TRAIN_HINT}")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ArtifactsError(f"{folder}/ is incomplete: {', '.join(missing)} missing. {TRAIN_HINT}")
+    manifest = _read_json(folder / MANIFEST_FILE)
+    for name, expected in manifest.get("files", {}).items():
+        file = folder / name
+        if not file.is_file():
+            raise ArtifactsError(f"{file}: listed in {MANIFEST_FILE} but missing. {TRAIN_HINT}")
+        if sha256_file(file) != expected:
+            raise ArtifactsError(f"{file}: checksum does not match {MANIFEST_FILE}; the file was changed or damaged. {TRAIN_HINT}")
+
+    config = _read_json(folder / CONFIG_FILE)
+    if config.get("format_version") != CONFIG_FORMAT_VERSION:
+        raise ArtifactsError(
+            f"{folder / CONFIG_FILE}: format_version {config.get('format_version')!r} is not {CONFIG_FORMAT_VERSION}; "
+            "this model was written by another version of sentiment-gru."
+        )
+    try:
+        model_config = from_dict(ModelConfig, config["model"])
+        label_names = list(config["label_names"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactsError(f"{folder / CONFIG_FILE}: invalid ({exc}).") from None
+    if len(label_names) != model_config.num_classes:
+        raise ArtifactsError(f"{folder / CONFIG_FILE}: {len(label_names)} label names for {model_config.num_classes} classes.")
+
+    try:
+        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+    except Exception as exc:
+        raise ArtifactsError(f"{folder / TOKENIZER_FILE}: not a valid tokenizer ({exc}).") from None
+    if tokenizer.get_vocab_size() != model_config.vocab_size:
+        raise ArtifactsError(
+            f"{folder / TOKENIZER_FILE}: vocabulary of {tokenizer.get_vocab_size()} tokens, "
+            f"but the model's embedding has {model_config.vocab_size} rows."
+        )
+
+    model = GRUClassifier(model_config)
+    try:
+        state = load_file(str(folder / MODEL_FILE))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise ArtifactsError(f"{folder / MODEL_FILE}: cannot be loaded into the model ({str(exc).splitlines()[0]}).") from None
+    model.to(torch.device(device)).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, label_names=label_names, config=config, path=folder)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactsError(f"{path}: not valid JSON ({exc}).") from None
+    if not isinstance(value, dict):
+        raise ArtifactsError(f"{path}: expected a JSON object.")
+    return value

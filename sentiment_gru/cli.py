@@ -1,0 +1,267 @@
+"""Command-line front ends of train, evaluate and predict.
+
+Each `*_main(argv)` parses arguments, runs one function of the package and
+returns an exit status: 0 on success, 2 on a user error (one line on stderr).
+Heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import EXIT_USER_ERROR, ConfigError, DataError, UserError
+
+DEFAULT_ARTIFACTS = "artifacts"
+
+
+def _run(command, argv, parser: argparse.ArgumentParser) -> int:
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO, format="%(message)s", force=True)
+    try:
+        return command(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing was saved; the previous model, if any, is unchanged.", file=sys.stderr)
+        return 130
+
+
+def _quiet_datasets() -> None:
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+# ---------------------------------------------------------------- data flags
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data (default: the Rotten Tomatoes snippets corpus)")
+    group.add_argument("--dataset", help="Hugging Face hub dataset name (imdb, stanfordnlp/sst2, ...) or a local dataset folder")
+    group.add_argument("--dataset-config", help="configuration name of a hub dataset")
+    group.add_argument("--train-file", help="training data: CSV, TSV, JSON, JSON Lines or Parquet")
+    group.add_argument("--validation-file", help="validation data (default: 10%% of train, stratified)")
+    group.add_argument("--test-file", help="test data (default: none; reports use validation)")
+    group.add_argument("--text-column", help="text column (detected: text, sentence, review, content)")
+    group.add_argument("--label-column", help="label column (detected: label, labels, sentiment)")
+    group.add_argument("--label-names", help="comma-separated names for integer labels 0..n-1, e.g. negative,positive")
+
+
+def data_config_from(args: argparse.Namespace, seed: int = 13):
+    from .config import DataConfig
+
+    names = tuple(n.strip() for n in args.label_names.split(",")) if args.label_names else None
+    return DataConfig(
+        dataset=args.dataset, dataset_config=args.dataset_config, train_file=args.train_file,
+        validation_file=args.validation_file, test_file=args.test_file, text_column=args.text_column,
+        label_column=args.label_column, label_names=names, seed=seed,
+    )
+
+
+def _gave_data(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k) for k in ("dataset", "train_file", "validation_file", "test_file", "text_column", "label_column", "label_names"))
+
+
+# ---------------------------------------------------------------- train
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from .config import GRU_IMPLS, POOLING_CHOICES, TOKENIZER_KINDS, ModelConfig, TokenizerConfig, TrainConfig
+
+    m, t, k = ModelConfig(), TrainConfig(), TokenizerConfig()
+    parser = argparse.ArgumentParser(prog="train", description="Train a bidirectional GRU sentiment classifier.")
+    add_data_arguments(parser)
+    g = parser.add_argument_group("tokenizer")
+    g.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default=k.kind, help="subword model (default: %(default)s)")
+    g.add_argument("--vocab-size", type=int, default=k.vocab_size, help="largest vocabulary (default: %(default)s)")
+    g.add_argument("--max-length", type=int, default=k.max_length, help="tokens kept per text (default: %(default)s)")
+    g = parser.add_argument_group("model")
+    g.add_argument("--embedding-dim", type=int, default=m.embedding_dim, help="(default: %(default)s)")
+    g.add_argument("--hidden-size", type=int, default=m.hidden_size, help="GRU state per direction (default: %(default)s)")
+    g.add_argument("--num-layers", type=int, default=m.num_layers, help="bidirectional GRU layers (default: %(default)s)")
+    g.add_argument("--dropout", type=float, default=m.dropout, help="(default: %(default)s)")
+    g.add_argument("--embedding-dropout", type=float, default=m.embedding_dropout, help="token dropout (default: %(default)s)")
+    g.add_argument("--pooling", default=",".join(m.pooling), help=f"comma-separated, from {', '.join(POOLING_CHOICES)} (default: %(default)s)")
+    g.add_argument("--gru-impl", choices=GRU_IMPLS, default=m.gru_impl,
+                   help="packed: nn.GRU on a PackedSequence; fast: dense kernels, same result; auto: fast on CPU, packed on CUDA")
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=t.epochs, help="(default: %(default)s)")
+    g.add_argument("--batch-size", type=int, default=t.batch_size, help="(default: %(default)s)")
+    g.add_argument("--learning-rate", type=float, default=t.learning_rate, help="peak AdamW learning rate (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=t.weight_decay, help="(default: %(default)s)")
+    g.add_argument("--label-smoothing", type=float, default=t.label_smoothing, help="(default: %(default)s)")
+    g.add_argument("--patience", type=int, default=t.patience, help="epochs without validation gain before stopping (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=t.seed, help="(default: %(default)s)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=t.device, help="(default: %(default)s)")
+    parser.add_argument("--output-dir", default=DEFAULT_ARTIFACTS, help="model folder to write (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the final summary")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
+    from .runs import train_and_save
+
+    _quiet_datasets()
+    config = RunConfig(
+        data=data_config_from(args, seed=args.seed),
+        tokenizer=TokenizerConfig(kind=args.tokenizer, vocab_size=args.vocab_size, max_length=args.max_length),
+        model=ModelConfig(
+            embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, num_layers=args.num_layers, dropout=args.dropout,
+            embedding_dropout=args.embedding_dropout, pooling=tuple(p.strip() for p in args.pooling.split(",")), gru_impl=args.gru_impl,
+        ),
+        train=TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+            label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed, device=args.device,
+        ),
+    )
+    metrics = train_and_save(config, args.output_dir, progress=None if not args.quiet else False)
+    print(metrics["report"])
+    print(f"model written to {args.output_dir}/ — predict with: python scripts/predict.py --artifacts {args.output_dir} \"some text\"")
+    return 0
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    return _run(_train, argv, train_parser())
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate", description="Evaluate a trained model on a split of its own data, or on other data given by the data flags."
+    )
+    parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
+    add_data_arguments(parser)
+    parser.add_argument("--split", choices=("train", "validation", "test"), help="split to score (default: test, else the first given)")
+    parser.add_argument("--output-dir", help="folder for the reports (default: ARTIFACTS/evaluation/SPLIT)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + logistic-regression comparison")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the report")
+    return parser
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .runs import evaluate_saved
+
+    _quiet_datasets()
+    data_config = data_config_from(args) if _gave_data(args) else None
+    metrics, out = evaluate_saved(args.artifacts, data_config, args.split, args.output_dir, baseline=not args.no_baseline)
+    print(metrics["report"])
+    print(f"reports written to {out}/")
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    return _run(_evaluate, argv, evaluate_parser())
+
+
+# ---------------------------------------------------------------- predict
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="predict", description="Label raw texts with a trained model. Prints one line per text: label, probability, text."
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; '-' reads one text per line from stdin")
+    parser.add_argument("--file", help="one text per line, or a .csv/.tsv/.json/.jsonl/.parquet file with --text-column; '-' for stdin")
+    parser.add_argument("--text-column", help="text column of a table file (detected: text, sentence, review, content)")
+    parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="JSON Lines with every class probability")
+    parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: %(default)s)")
+    return parser
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .config import MAX_BATCH_SIZE
+    from .predict import Predictor
+
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}. Got {args.batch_size}.")
+    if args.file is None and not args.texts:
+        raise ConfigError("Nothing to predict. Give texts, '-' for stdin, or --file F.")
+    if args.file is not None and args.texts:
+        raise ConfigError("Give texts or --file, not both.")
+    predictor = Predictor.from_artifacts(args.artifacts)
+    if args.file is not None:
+        texts = read_texts(args.file, args.text_column)
+    elif args.texts == ["-"]:
+        texts = (line.rstrip("\r\n") for line in sys.stdin)
+    else:
+        texts = iter(args.texts)
+    out = sys.stdout
+    for text, result in predictor.predict_stream(texts, batch_size=args.batch_size):
+        if args.json:
+            out.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+        elif result["label"] is None:
+            out.write(f"-\t-\t({result['error']}: no prediction)\n")
+        else:
+            out.write(f"{result['label']}\t{result['probability']:.4f}\t{_preview(text)}\n")
+    out.flush()
+    return 0
+
+
+def _preview(text: str, width: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
+
+
+def read_texts(path: str, text_column: str | None) -> Iterator[str]:
+    """Texts of a file, lazily: plain lines, or one column of a CSV/TSV/JSON/JSON Lines/Parquet table."""
+    from .data import TEXT_CANDIDATES, detect_column
+
+    if path == "-":
+        return (line.rstrip("\r\n") for line in sys.stdin)
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"--file {path}: no such file.")
+    suffix = file.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        import csv
+
+        handle = open(file, newline="", encoding="utf-8")
+        reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+        column = detect_column(reader.fieldnames or [], text_column, TEXT_CANDIDATES, "text", f"--file {path}")
+        return (row[column] or "" for row in reader)
+    if suffix in (".jsonl", ".json"):
+        return _json_texts(file, text_column)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(file)
+        column = detect_column(table.schema_arrow.names, text_column, TEXT_CANDIDATES, "text", f"--file {path}")
+        return (t or "" for batch in table.iter_batches(columns=[column]) for t in batch.column(0).to_pylist())
+    if text_column is not None:
+        raise ConfigError(f"--text-column needs a table file (.csv, .tsv, .json, .jsonl, .parquet); {path} is read as plain lines.")
+    return (line.rstrip("\r\n") for line in open(file, encoding="utf-8", errors="replace"))
+
+
+def _json_texts(file: Path, text_column: str | None) -> Iterator[str]:
+    from .data import TEXT_CANDIDATES, detect_column
+
+    with open(file, encoding="utf-8") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        try:
+            rows = json.load(handle) if first == "[" else (json.loads(line) for line in handle if line.strip())
+            column = None
+            for number, row in enumerate(rows, start=1):
+                if not isinstance(row, dict):
+                    raise DataError(f"--file {file}: record {number} is not a JSON object.")
+                if column is None:
+                    column = detect_column(list(row), text_column, TEXT_CANDIDATES, "text", f"--file {file}")
+                value = row.get(column)
+                yield value if isinstance(value, str) else ""
+        except json.JSONDecodeError as exc:
+            raise DataError(f"--file {file}: not valid JSON ({exc}).") from None
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    return _run(_predict, argv, predict_parser())

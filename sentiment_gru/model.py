@@ -1,0 +1,55 @@
+"""The classifier: embedding -> bidirectional multi-layer GRU -> pooled text vector -> linear."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .encoder import BiGRUEncoder
+
+
+class TokenDropout(nn.Module):
+    """Drops whole token vectors (all features of a token at once) during training."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [batch, seq, dim]
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty(x.shape[:2] + (1,), device=x.device, dtype=x.dtype).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class GRUClassifier(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        self.token_dropout = TokenDropout(config.embedding_dropout)
+        self.encoder = BiGRUEncoder(
+            config.embedding_dim, config.hidden_size, config.num_layers, dropout=config.dropout if config.num_layers > 1 else 0.0,
+            impl=config.gru_impl,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.hidden_size * len(config.pooling), config.num_classes)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids: [batch, seq] token ids, lengths: [batch] int64 on the CPU -> logits: [batch, num_classes]."""
+        x = self.token_dropout(self.embedding(ids))  # [batch, seq, embedding_dim]
+        outputs, h_n = self.encoder(x, lengths)  # [batch, seq, 2*hidden] (zero past each length), [layers*2, batch, hidden]
+        pooled = []
+        for kind in self.config.pooling:
+            if kind == "last":
+                # final states of the top layer: forward after the last token, backward after the first
+                pooled.append(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+            else:
+                mask = (torch.arange(ids.size(1)) < lengths[:, None]).to(outputs.device)[..., None]  # [batch, seq, 1]
+                if kind == "max":
+                    pooled.append(outputs.masked_fill(~mask, float("-inf")).amax(dim=1))
+                else:
+                    pooled.append(outputs.sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None])
+        return self.classifier(self.dropout(torch.cat(pooled, dim=-1)))

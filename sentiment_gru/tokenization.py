@@ -1,0 +1,70 @@
+"""A subword tokenizer trained on the training split, saved as `tokenizer.json`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from .config import TokenizerConfig
+
+PAD_TOKEN = "[PAD]"
+UNK_TOKEN = "[UNK]"
+PAD_ID = 0  # the trainers give special tokens the first ids, in order
+UNK_ID = 1
+CHARS_PER_TOKEN_BOUND = 64
+
+
+def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
+    """Train a BPE or WordPiece tokenizer on `texts`, truncating to `config.max_length`."""
+    special = [PAD_TOKEN, UNK_TOKEN]
+    if config.kind == "bpe":
+        # No word-piece prefix or suffix: with one, tokenizers assigns ids in hash-map order and the
+        # vocabulary changes from run to run; without, BPE training is deterministic.
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN))
+        trainer = trainers.BpeTrainer(
+            vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=special, show_progress=False
+        )
+    else:
+        # WordPiece marks word-inner pieces with ##; its training is not deterministic in tokenizers
+        # (huggingface/tokenizers#1794), so two runs with one seed can differ slightly.
+        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK_TOKEN, max_input_chars_per_word=100))
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=special, show_progress=False
+        )
+        tokenizer.decoder = decoders.WordPiece()
+    # NFKC folds look-alike characters; BertNormalizer drops control characters and splits CJK ideographs.
+    steps = [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=config.lowercase, strip_accents=config.lowercase)]
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(_batches(texts), trainer=trainer)
+    assert tokenizer.token_to_id(PAD_TOKEN) == PAD_ID and tokenizer.token_to_id(UNK_TOKEN) == UNK_ID
+    tokenizer.enable_truncation(max_length=config.max_length)
+    return tokenizer
+
+
+def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, truncated; a text with no tokens becomes [UNK] so it still has length 1.
+
+    Only the first `CHARS_PER_TOKEN_BOUND` characters per kept token are read, so a
+    megabyte of text costs no more than a long review.
+    """
+    truncation = tokenizer.truncation
+    limit = truncation["max_length"] * CHARS_PER_TOKEN_BOUND if truncation else None
+    clipped = [t[:limit] for t in texts] if limit else texts
+    return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(clipped)]
+
+
+def load_tokenizer(path: str) -> Tokenizer:
+    return Tokenizer.from_file(path)

@@ -1,0 +1,176 @@
+"""The training loop: AdamW, warm-up then linear decay, clipping, early stopping on validation."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .batching import bucketed_batches, collate
+from .config import ModelConfig, RunConfig
+from .data import LoadedData
+from .errors import ConfigError
+from .model import GRUClassifier
+from .predict import batched_logits
+from .tokenization import PAD_ID, encode, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was given but no CUDA device is available. Use --device cpu.")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    model: GRUClassifier
+    tokenizer: Any
+    model_config: ModelConfig
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    device: str = "cpu"
+    encoded: dict[str, list[list[int]]] = field(default_factory=dict)  # token ids per split
+
+
+def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 without scikit-learn, for per-epoch validation."""
+    accuracy = float((labels == predictions).mean())
+    f1s = []
+    for c in range(num_classes):
+        tp = float(((predictions == c) & (labels == c)).sum())
+        denom = float((predictions == c).sum() + (labels == c).sum())
+        f1s.append(2 * tp / denom if denom else 0.0)
+    return accuracy, float(np.mean(f1s))
+
+
+def warmup_linear(total_steps: int, warmup_fraction: float):
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> TrainResult:
+    """Train a tokenizer and a classifier on `data`; return the best epoch's model."""
+    tcfg = config.train
+    set_seed(tcfg.seed)
+    device = resolve_device(tcfg.device)
+    started = time.perf_counter()
+
+    tokenizer = train_tokenizer(data.splits["train"]["text"], config.tokenizer)
+    encoded = {split: encode(tokenizer, ds["text"]) for split, ds in data.splits.items()}
+    labels = {split: np.asarray(ds["label"], dtype=np.int64) for split, ds in data.splits.items()}
+    model_config = ModelConfig(
+        **{**config.model.__dict__, "vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
+    )
+    model = GRUClassifier(model_config).to(device)
+    log.info(
+        "model: %s parameters, vocabulary %d, device %s, GRU path %s",
+        f"{sum(p.numel() for p in model.parameters()):,}", model_config.vocab_size, device, model_config.gru_impl,
+    )
+
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.startswith("embedding")]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and not n.startswith("embedding"))]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.learning_rate
+    )
+    train_ids, train_labels = encoded["train"], torch.from_numpy(labels["train"])
+    train_lengths = [len(s) for s in train_ids]
+    steps_per_epoch = math.ceil(len(train_ids) / tcfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
+    rng = random.Random(tcfg.seed)
+
+    history: list[dict[str, float]] = []
+    best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
+    best_state = None
+    stale = 0
+    for epoch in range(1, tcfg.epochs + 1):
+        model.train()
+        epoch_start = time.perf_counter()
+        batches = bucketed_batches(train_lengths, tcfg.batch_size, tcfg.bucket_size, rng)
+        total_loss, seen, tokens = 0.0, 0, 0
+        bar = _progress(len(batches), f"epoch {epoch}/{tcfg.epochs}", progress)
+        for rows in batches:
+            ids, lengths = collate([train_ids[i] for i in rows], PAD_ID)
+            target = train_labels[rows].to(device)
+            logits = model(ids.to(device, non_blocking=True), lengths)
+            loss = loss_fn(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg.clip_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            total_loss += loss.item() * len(rows)
+            seen += len(rows)
+            tokens += int(lengths.sum())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{total_loss / seen:.4f}", tok_s=f"{tokens / (time.perf_counter() - epoch_start):,.0f}")
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - epoch_start
+
+        val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
+        val_loss = float(loss_fn(val_logits, torch.from_numpy(labels["validation"])).item())
+        val_acc, val_f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names))
+        row = {
+            "epoch": epoch, "train_loss": total_loss / seen, "val_loss": val_loss, "val_accuracy": val_acc, "val_macro_f1": val_f1,
+            "seconds": train_seconds, "tokens_per_second": tokens / train_seconds, "learning_rate": scheduler.get_last_lr()[0],
+        }
+        history.append(row)
+        improved = val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
+        log.info(
+            "epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.4f  val macro-F1 %.4f  %.1fs  %s tok/s%s",
+            epoch, tcfg.epochs, row["train_loss"], val_loss, val_acc, val_f1, train_seconds, f"{row['tokens_per_second']:,.0f}",
+            "  *best" if improved else "",
+        )
+        if improved:
+            best = {"epoch": epoch, "accuracy": val_acc, "loss": val_loss}
+            best_state = copy.deepcopy(model.state_dict())
+            stale = 0
+        else:
+            stale += 1
+            if stale >= tcfg.patience:
+                log.info("stopping early: no validation gain for %d epochs", stale)
+                break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(
+        model=model, tokenizer=tokenizer, model_config=model_config, history=history, best_epoch=best["epoch"],
+        train_seconds=time.perf_counter() - started, device=str(device), encoded=encoded,
+    )
+
+
+def _progress(total: int, desc: str, enabled: bool | None):
+    if enabled is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=None if enabled is None else not enabled)

@@ -1,0 +1,159 @@
+"""The three commands end to end, in-process through main(argv) and as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_MODEL_ARGS, make_rows, write_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import evaluate as evaluate_script  # noqa: E402
+import predict as predict_script  # noqa: E402
+import train as train_script  # noqa: E402
+
+MODEL_FILES = {
+    "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "classification_report.txt",
+    "confusion_matrix.png", "confusion_matrix.csv", "history.json", "MANIFEST.json", ".gitignore",
+}
+
+
+def run_script(name: str, *args: str, stdin: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args], input=stdin, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_train_evaluate_predict_end_to_end(trained_dir, tmp_path, capsys):
+    assert {p.name for p in trained_dir.iterdir()} == MODEL_FILES
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["size"] == 60
+    assert metrics["accuracy"] > 0.9, "the tiny corpus is learnable"
+    assert set(metrics["per_class"]) == {"negative", "positive"}
+    assert set(metrics["per_class"]["positive"]) == {"precision", "recall", "f1-score", "support"}
+    assert 0.0 <= metrics["baseline"]["accuracy"] <= 1.0 and "macro_f1" in metrics["baseline"]
+    config = json.loads((trained_dir / "config.json").read_text())
+    assert config["label_names"] == ["negative", "positive"]
+    assert config["data"]["source"]["sizes"] == {"train": 240, "validation": 60, "test": 60}
+    assert {"torch", "tokenizers", "datasets", "scikit-learn"} <= set(config["versions"])
+    assert "precision" in (trained_dir / "classification_report.txt").read_text()
+
+    # evaluate on another file, into a folder of its own
+    other = write_csv(tmp_path / "other.csv", make_rows(40, seed=11))
+    out = tmp_path / "eval"
+    assert evaluate_script.main(["--artifacts", str(trained_dir), "--test-file", str(other), "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "precision" in printed and "macro avg" in printed
+    evaluated = json.loads((out / "metrics.json").read_text())
+    assert evaluated["size"] == 40 and "baseline" not in evaluated  # no train split given, so no baseline
+    assert {"metrics.json", "classification_report.txt", "confusion_matrix.png", "confusion_matrix.csv"} <= {p.name for p in out.iterdir()}
+
+    # evaluate on the model's own data and test split, default output folder
+    assert evaluate_script.main(["--artifacts", str(trained_dir)]) == 0
+    own = json.loads((trained_dir / "evaluation" / "test" / "metrics.json").read_text())
+    assert own["accuracy"] == metrics["accuracy"] and own["baseline"]["accuracy"] == metrics["baseline"]["accuracy"]
+
+    capsys.readouterr()
+    assert predict_script.main(["--artifacts", str(trained_dir), "--json", "a wonderful and moving film", "dull, tedious, clumsy"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in lines] == ["positive", "negative"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-6 for r in lines)
+
+
+def test_same_seed_gives_same_metrics(tiny_files, tmp_path):
+    data = [f"--{s}-file={p}" for s, p in tiny_files.items()]
+    for name in ("a", "b"):
+        assert train_script.main([*data, "--output-dir", str(tmp_path / name), *TINY_MODEL_ARGS, "--epochs", "2"]) == 0
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("a", "b"))
+    assert a["log_loss"] == b["log_loss"] and a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_predict_subprocess_file_stdin_and_empty_text(trained_dir, tmp_path):
+    done = run_script("predict.py", "--artifacts", str(trained_dir), "what a wonderful film")
+    assert done.returncode == 0, done.stderr
+    label, probability, text = done.stdout.rstrip("\n").split("\t")
+    assert label == "positive" and 0.5 < float(probability) <= 1.0 and text == "what a wonderful film"
+
+    lines = tmp_path / "texts.txt"
+    lines.write_text("superb and charming\n\n" + "🙂 " * 1000 + "\n" + "x" * 1_000_000 + "\n")
+    done = run_script("predict.py", "--artifacts", str(trained_dir), "--json", "--file", str(lines))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(rows) == 4
+    assert rows[0]["label"] == "positive"
+    assert rows[1] == {"text": "", "label": None, "error": "empty text"}
+    assert rows[2]["label"] in ("negative", "positive") and rows[3]["label"] in ("negative", "positive")
+
+    done = run_script("predict.py", "--artifacts", str(trained_dir), "-", stdin="a dull, tedious mess\nmoving and beautiful\n")
+    assert [line.split("\t")[0] for line in done.stdout.splitlines()] == ["negative", "positive"]
+
+    table = write_csv(tmp_path / "table.csv", [{"id": "1", "review": "boring and bland"}])
+    done = run_script("predict.py", "--artifacts", str(trained_dir), "--file", str(table))
+    assert done.stdout.startswith("negative\t")
+
+
+def test_predict_without_a_model_says_how_to_train(tmp_path):
+    done = run_script("predict.py", "--artifacts", str(tmp_path / "nothing"), "some text")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: No trained model in {tmp_path / 'nothing'}/. Run: make train (or python scripts/train.py --output-dir DIR)"
+    assert done.stdout == ""
+
+
+def test_predict_starts_without_heavy_libraries(trained_dir):
+    code = (
+        "import runpy, sys\n"
+        "script, model = sys.argv[1:]\n"
+        "sys.argv = [script, '--artifacts', model, 'fine film']\n"
+        "try:\n    runpy.run_path(script, run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('datasets', 'sklearn', 'matplotlib', 'pandas') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "scripts" / "predict.py"), str(trained_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_bad_data_is_one_line_and_exit_2(tmp_path):
+    bad = write_csv(tmp_path / "bad.csv", [{"body": "good", "y": "positive"}])
+    done = run_script("train.py", "--train-file", str(bad), "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "No text column found" in done.stderr and "Pass --text-column NAME" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_hub_dataset_suggests_local_files(tmp_path):
+    done = run_script("train.py", "--dataset", "stanfordnlp/sst2", "--output-dir", str(tmp_path / "out"), env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --dataset stanfordnlp/sst2: cannot be reached on the Hugging Face hub (offline, or no such dataset). "
+        "Use local data instead: --train-file/--test-file, or a local dataset folder."
+    ]
+
+
+def test_bad_options_fail_with_the_option_name(tmp_path, capsys):
+    assert train_script.main(["--hidden-size", "0", "--output-dir", str(tmp_path / "o")]) == 2
+    assert "The 'hidden_size' parameter of ModelConfig must be an int in [1, 4096]. Got 0 instead." in capsys.readouterr().err
+    assert predict_script.main(["--artifacts", str(tmp_path), "--batch-size", "0", "x"]) == 2
+    assert "--batch-size must be between 1 and" in capsys.readouterr().err
+
+
+def test_output_dir_with_other_files_is_refused(tmp_path, tiny_files, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert train_script.main([f"--train-file={tiny_files['train']}", "--output-dir", str(mine), *TINY_MODEL_ARGS]) == 2
+    assert "holds other files (notes.txt) and no model" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.network
+def test_hub_dataset_by_name(tmp_path):
+    assert train_script.main(["--dataset", "rotten_tomatoes", "--epochs", "1", "--output-dir", str(tmp_path / "rt"), "--quiet"]) == 0

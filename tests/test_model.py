@@ -1,0 +1,113 @@
+"""Tokenizer round trip, padding invariance, determinism and save -> load parity."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from sentiment_gru.artifacts import load_model, save_atomically, write_model_files
+from sentiment_gru.batching import bucketed_batches, collate
+from sentiment_gru.config import CONFIG_FORMAT_VERSION, ModelConfig, TokenizerConfig
+from sentiment_gru.errors import ConfigError
+from sentiment_gru.model import GRUClassifier
+from sentiment_gru.predict import Predictor, batched_logits
+from sentiment_gru.tokenization import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
+
+from conftest import make_rows
+
+
+def test_tokenizer_round_trip(tmp_path):
+    texts = [r["text"] for r in make_rows(200)] + ["Ünïcödé Café résumé"]
+    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=300, max_length=12))
+    assert tokenizer.to_str() == train_tokenizer(texts, TokenizerConfig(vocab_size=300, max_length=12)).to_str(), "deterministic"
+    assert tokenizer.token_to_id("[PAD]") == PAD_ID and tokenizer.token_to_id("[UNK]") == UNK_ID
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    loaded = load_tokenizer(str(tmp_path / "tokenizer.json"))
+    sample = ["The film is WONDERFUL and moving", "a dull, clumsy script", "cafe resume"]
+    assert encode(loaded, sample) == encode(tokenizer, sample)
+    assert loaded.decode(encode(loaded, sample[:1])[0]).replace(" ", "") == "thefilmiswonderfulandmoving"
+    long_text = " ".join(["film"] * 100)
+    assert len(encode(loaded, [long_text])[0]) == 12  # truncated to max_length
+    assert encode(loaded, ["", "   ", "🙂"]) == [[UNK_ID], [UNK_ID], [UNK_ID]]  # never an empty sequence
+
+
+def test_wordpiece_tokenizer_trains_too():
+    tokenizer = train_tokenizer([r["text"] for r in make_rows(100)], TokenizerConfig(kind="wordpiece", vocab_size=300))
+    assert tokenizer.token_to_id("[PAD]") == PAD_ID
+    assert tokenizer.decode(encode(tokenizer, ["the film is superb"])[0]) == "the film is superb"
+
+
+def test_bucketed_batches_cover_every_row_once_with_little_padding():
+    import random
+
+    lengths = [random.Random(i).randint(1, 200) for i in range(1000)]
+    batches = bucketed_batches(lengths, batch_size=32, bucket_size=10, rng=random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    def padding_ratio(bs):
+        return sum(max(lengths[i] for i in b) * len(b) for b in bs) / sum(lengths)
+
+    unbucketed = bucketed_batches(lengths, batch_size=32, bucket_size=1, rng=random.Random(0))
+    assert padding_ratio(batches) < 1.15 < 1.5 < padding_ratio(unbucketed)
+
+
+def test_collate_pads_and_keeps_lengths():
+    ids, lengths = collate([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+    assert ids.dtype == torch.int64 and lengths.device.type == "cpu"
+
+
+@pytest.mark.parametrize("impl", ["packed", "fast"])
+@pytest.mark.parametrize("pooling", [("last",), ("max",), ("mean",), ("last", "max", "mean")])
+def test_padding_never_leaks(impl, pooling):
+    torch.manual_seed(0)
+    model = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=8, num_layers=2, pooling=pooling, gru_impl=impl)).eval()
+    short = [3, 4, 5]
+    others = [list(range(2, 40)), list(range(7, 30)), [9] * 45]
+    alone = batched_logits(model, [short], batch_size=8, device="cpu")
+    batched = batched_logits(model, [short, *others], batch_size=8, device="cpu")
+    torch.testing.assert_close(batched[0], alone[0], rtol=1e-5, atol=1e-6)
+
+
+def test_both_gru_paths_give_the_same_logits():
+    torch.manual_seed(1)
+    model = GRUClassifier(ModelConfig(vocab_size=60, embedding_dim=8, hidden_size=8, num_layers=3)).eval()
+    sequences = [list(range(2, 2 + n)) for n in (1, 5, 17, 40)]
+    model.encoder.impl = "packed"
+    packed = batched_logits(model, sequences, batch_size=4, device="cpu")
+    model.encoder.impl = "fast"
+    fast = batched_logits(model, sequences, batch_size=4, device="cpu")
+    torch.testing.assert_close(fast, packed, rtol=1e-5, atol=1e-6)
+
+
+def test_model_config_errors_name_the_parameter():
+    with pytest.raises(ConfigError, match=r"The 'hidden_size' parameter of ModelConfig must be an int in \[1, 4096\]\. Got 0 instead\."):
+        ModelConfig(hidden_size=0)
+    with pytest.raises(ConfigError, match=r"The 'pooling' parameter of ModelConfig must be distinct names from last, max, mean"):
+        ModelConfig(pooling=("last", "attention"))
+
+
+def test_save_then_load_gives_identical_logits(tmp_path):
+    texts = [r["text"] for r in make_rows(100)]
+    tokenizer = train_tokenizer(texts, TokenizerConfig(vocab_size=200))
+    torch.manual_seed(2)
+    config = ModelConfig(vocab_size=tokenizer.get_vocab_size(), embedding_dim=8, hidden_size=8)
+    model = GRUClassifier(config).eval()
+    facts = {"format_version": CONFIG_FORMAT_VERSION, "label_names": ["negative", "positive"], "model": dataclasses.asdict(config)}
+    save_atomically(tmp_path / "model", lambda folder: write_model_files(folder, model, tokenizer, facts))
+    loaded = load_model(tmp_path / "model")
+    ids = encode(tokenizer, texts)
+    torch.testing.assert_close(
+        batched_logits(loaded.model, ids, batch_size=32, device="cpu"), batched_logits(model, ids, batch_size=32, device="cpu"),
+        rtol=0, atol=0,
+    )
+    assert encode(loaded.tokenizer, texts) == ids
+
+
+def test_trained_model_predicts(trained_dir):
+    predictor = Predictor.from_artifacts(trained_dir)
+    texts = ["the film is wonderful", "a dull and clumsy script", "superb"]
+    probs = predictor.probabilities(texts)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    assert [r["label"] for r in predictor.predict(texts)] == ["positive", "negative", "positive"]
