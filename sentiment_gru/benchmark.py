@@ -1,0 +1,279 @@
+"""Throughput of BiGRUEncoder's "packed" and "fast" implementations, and one training epoch.
+
+Throughput counts real (non-padding) tokens per second. Training means forward +
+backward of a sum loss over outputs and h_n (no optimizer step); inference means
+forward under `torch.no_grad()`. Both implementations are timed in the same run on
+the same batches, so their ratio holds even when the machine is busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import platform
+import random
+import statistics
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .encoder import BiGRUEncoder
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+IMPLS = ("packed", "fast")
+
+
+def resolve_device(device: str) -> torch.device:
+    """Parse `device`, failing with a clear message when CUDA is asked for but absent."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"The 'device' option must be a torch device such as 'cpu' or 'cuda'. Got {device!r}.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("The 'device' option is 'cuda' but no CUDA device is available. Use --device cpu.")
+    return dev
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count (None keeps the default); return the count in use."""
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"The 'threads' option must be a positive int. Got {threads} instead.")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def random_lengths(batch_size: int, max_len: int, generator: torch.Generator) -> Tensor:
+    """Lengths drawn uniformly from [max_len // 2, max_len], one of them exactly max_len."""
+    lengths = torch.randint(max(1, max_len // 2), max_len + 1, (batch_size,), generator=generator)
+    lengths[0] = max_len
+    return lengths
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _time(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
+    """Median seconds of `step` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def encoder_throughput(
+    lengths: Sequence[int] = (32, 128, 256, 512),
+    batch_size: int = 64,
+    repeats: int = 3,
+    warmup: int = 1,
+    device: str = "cpu",
+    input_size: int = 128,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    seed: int = 0,
+) -> list[dict]:
+    """Tokens/s of both implementations per max length and mode; one dict per (length, mode)."""
+    dev = resolve_device(device)
+    if batch_size < 1 or repeats < 1 or any(n < 1 for n in lengths):
+        raise ConfigError(
+            f"batch_size, repeats and every length must be positive. "
+            f"Got batch_size={batch_size}, repeats={repeats}, lengths={list(lengths)}."
+        )
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    encoder = BiGRUEncoder(input_size, hidden_size, num_layers).to(dev)
+    modes = [("train", False), ("infer", False)]
+    if dev.type == "cuda":
+        modes += [("train-bf16", True), ("infer-bf16", True)]
+    rows = []
+    for max_len in lengths:
+        x = torch.randn(batch_size, max_len, input_size, device=dev, requires_grad=True)
+        lens = random_lengths(batch_size, max_len, generator)
+        tokens = int(lens.sum())
+        for mode, bf16 in modes:
+            seconds = {}
+            for impl in IMPLS:
+                encoder.impl = impl
+
+                def step():
+                    with _autocast(dev, bf16):
+                        if mode.startswith("train"):
+                            out, h_n = encoder(x, lens)
+                            (out.float().sum() + h_n.float().sum()).backward()
+                        else:
+                            with torch.no_grad():
+                                encoder(x, lens)
+
+                seconds[impl] = _time(step, dev, warmup, repeats)
+            row = {
+                "max_len": max_len,
+                "mode": mode,
+                "tokens": tokens,
+                "packed_tok_s": tokens / seconds["packed"],
+                "fast_tok_s": tokens / seconds["fast"],
+                "speedup": seconds["packed"] / seconds["fast"],
+            }
+            logger.info("len %d %s: packed %.0f tok/s, fast %.0f tok/s (x%.1f)", max_len, mode,
+                        row["packed_tok_s"], row["fast_tok_s"], row["speedup"])
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The throughput rows as a plain-text table."""
+    lines = [f"{'length':>6}  {'mode':<10}  {'packed tok/s':>12}  {'fast tok/s':>10}  {'speed-up':>8}"]
+    for r in rows:
+        lines.append(f"{r['max_len']:>6}  {r['mode']:<10}  {r['packed_tok_s']:>12.0f}  "
+                     f"{r['fast_tok_s']:>10.0f}  {r['speedup']:>7.1f}x")
+    return "\n".join(lines)
+
+
+# --- One training epoch on IMDB-like data ------------------------------------------------
+
+
+def imdb_like_lengths(n: int, median: float = 380.0, sigma: float = 0.75, max_len: int = 256,
+                      min_len: int = 10, seed: int = 0) -> list[int]:
+    """Log-normal lengths cut to [min_len, max_len]; the defaults give a mean of about 230 after the cut."""
+    rng = random.Random(seed)
+    return [min(max_len, max(min_len, round(rng.lognormvariate(math.log(median), sigma)))) for _ in range(n)]
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, chunk_batches: int = 50,
+                     seed: int = 0) -> list[list[int]]:
+    """Indices grouped into batches of similar length: shuffle, sort within chunks, shuffle batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    chunk = batch_size * chunk_batches
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
+        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(texts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Pad token lists into ids: [batch, max_len] and lengths: [batch]."""
+    lengths = torch.tensor([len(t) for t in texts])
+    ids = torch.full((len(texts), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, text in enumerate(texts):
+        ids[row, :len(text)] = torch.tensor(text)
+    return ids, lengths
+
+
+class _PooledClassifier(nn.Module):
+    """Embedding -> BiGRUEncoder -> [max; mean] over real tokens -> linear (the benchmark's model)."""
+
+    def __init__(self, vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
+                 num_classes: int, impl: str):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
+        self.encoder = BiGRUEncoder(embed_size, hidden_size, num_layers, impl=impl)
+        self.head = nn.Linear(4 * hidden_size, num_classes)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        out, _ = self.encoder(self.embedding(ids), lengths)  # out: [batch, seq, 2*hidden]
+        pad = (torch.arange(ids.size(1), device=ids.device)[None, :] >= lengths.to(ids.device)[:, None])
+        maxed = out.masked_fill(pad[..., None], float("-inf")).amax(1)  # [batch, 2*hidden]
+        mean = out.sum(1) / lengths.to(out.device, out.dtype)[:, None]  # padding is zero
+        return self.head(torch.cat([maxed, mean], 1))  # [batch, num_classes]
+
+
+def training_epoch(
+    num_texts: int = 25_000,
+    vocab_size: int = 16_000,
+    batch_size: int = 64,
+    max_len: int = 256,
+    embed_size: int = 128,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    impl: str = "fast",
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict:
+    """Wall time of one epoch (forward + backward + AdamW step) over random-token IMDB-like texts."""
+    dev = resolve_device(device)
+    if num_texts < 1 or batch_size < 1:
+        raise ConfigError(f"num_texts and batch_size must be positive. Got {num_texts} and {batch_size}.")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    lengths = imdb_like_lengths(num_texts, max_len=max_len, seed=seed)
+    texts = [[rng.randrange(1, vocab_size) for _ in range(n)] for n in lengths]
+    labels = torch.tensor([rng.randrange(2) for _ in range(num_texts)])
+    batches = bucketed_batches(lengths, batch_size, seed=seed)
+    model = _PooledClassifier(vocab_size, embed_size, hidden_size, num_layers, 2, impl).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    collate_s = step_s = 0.0
+    start = time.perf_counter()
+    for k, batch in enumerate(batches):
+        t0 = time.perf_counter()
+        ids, lens = collate([texts[i] for i in batch])
+        t1 = time.perf_counter()
+        logits = model(ids.to(dev), lens)
+        loss = loss_fn(logits, labels[batch].to(dev))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(dev)
+        t2 = time.perf_counter()
+        collate_s += t1 - t0
+        step_s += t2 - t1
+        if (k + 1) % 50 == 0:
+            logger.info("batch %d/%d, %.0f s", k + 1, len(batches), t2 - start)
+    wall = time.perf_counter() - start
+    tokens = sum(lengths)
+    return {
+        "impl": impl,
+        "num_texts": num_texts,
+        "batches": len(batches),
+        "tokens": tokens,
+        "mean_length": tokens / num_texts,
+        "epoch_s": wall,
+        "tok_s": tokens / wall,
+        "collate_ms_per_batch": 1000 * collate_s / len(batches),
+        "step_ms_per_batch": 1000 * step_s / len(batches),
+        "collate_fraction": collate_s / step_s,
+    }
+
+
+def format_epoch(result: dict) -> str:
+    """The epoch measurement as a few readable lines."""
+    r = result
+    return (
+        f"epoch ({r['impl']}): {r['num_texts']} texts, {r['batches']} batches, "
+        f"{r['tokens']} tokens (mean length {r['mean_length']:.0f})\n"
+        f"wall time {r['epoch_s']:.1f} s ({r['epoch_s'] / 60:.2f} min), {r['tok_s']:.0f} tok/s\n"
+        f"collate {r['collate_ms_per_batch']:.2f} ms/batch vs training step "
+        f"{r['step_ms_per_batch']:.1f} ms/batch ({100 * r['collate_fraction']:.2f}% of step time)"
+    )
+
+
+def environment() -> dict:
+    """Versions and thread count to store next to the numbers."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }

@@ -1,0 +1,194 @@
+"""BiGRUEncoder: the fast path against nn.GRU on packed sequences, and both against the GRU equations."""
+
+import pytest
+import torch
+
+from sentiment_gru.encoder import BiGRUEncoder, resolve_impl
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+def _run(encoder, impl, x, lengths, seed=0):
+    """Forward + backward with `impl`; returns outputs, h_n, dx and each parameter's gradient."""
+    encoder.impl = impl
+    encoder.zero_grad()
+    x = x.detach().clone().requires_grad_(True)
+    out, h_n = encoder(x, lengths)
+    g = torch.Generator().manual_seed(seed)
+    loss = (out * torch.randn(out.shape, generator=g)).sum() + (h_n * torch.randn(h_n.shape, generator=g)).sum()
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in encoder.named_parameters()}
+    return out.detach(), h_n.detach(), x.grad, grads
+
+
+CASES = [
+    # num_layers, input_size, hidden_size, lengths, seq
+    (1, 5, 4, [3, 1, 7, 7, 2, 5], 9),  # seq > max length, a length-1 sequence
+    (2, 8, 6, [4, 4, 4, 4], 4),  # all lengths equal
+    (2, 3, 16, [1], 3),  # one sequence of one token
+    (3, 7, 5, [2, 9, 9, 1, 6, 3, 8], 9),  # ties in the sort
+    (2, 16, 12, list(range(20, 0, -1)), 25),
+]
+
+
+@pytest.mark.parametrize("num_layers, input_size, hidden_size, lengths, seq", CASES)
+def test_fast_matches_packed_outputs_states_and_gradients(num_layers, input_size, hidden_size, lengths, seq):
+    torch.manual_seed(num_layers * 100 + hidden_size)
+    encoder = BiGRUEncoder(input_size, hidden_size, num_layers)
+    lengths = torch.tensor(lengths)
+    x = torch.randn(len(lengths), seq, input_size)
+    ref = _run(encoder, "packed", x, lengths)
+    fast = _run(encoder, "fast", x, lengths)
+    assert fast[0].shape == (len(lengths), seq, 2 * hidden_size)
+    assert fast[1].shape == (num_layers * 2, len(lengths), hidden_size)
+    for name, a, b in [("outputs", ref[0], fast[0]), ("h_n", ref[1], fast[1]), ("x.grad", ref[2], fast[2])]:
+        torch.testing.assert_close(b, a, **TOL, msg=name)
+    for name in ref[3]:
+        torch.testing.assert_close(fast[3][name], ref[3][name], **TOL, msg=name)
+    padding = torch.arange(seq)[None, :] >= lengths[:, None]  # [batch, seq]
+    assert (fast[0][padding] == 0).all()
+
+
+def test_dropout_in_training_matches_packed_given_the_same_seed():
+    # The fast path draws its mask exactly as nn.GRU does on the packed data.
+    encoder = BiGRUEncoder(6, 5, num_layers=3, dropout=0.4).train()
+    lengths = torch.tensor([3, 8, 1, 8, 5])
+    x = torch.randn(5, 10, 6)
+    results = []
+    for impl in ("packed", "fast"):
+        torch.manual_seed(7)
+        results.append(_run(encoder, impl, x, lengths))
+    (out_p, h_p, dx_p, g_p), (out_f, h_f, dx_f, g_f) = results
+    assert torch.isfinite(out_f).all() and torch.isfinite(h_f).all()
+    torch.testing.assert_close(out_f, out_p, **TOL)
+    torch.testing.assert_close(h_f, h_p, **TOL)
+    torch.testing.assert_close(dx_f, dx_p, **TOL)
+    for name in g_p:
+        torch.testing.assert_close(g_f[name], g_p[name], **TOL, msg=name)
+
+
+def test_dropout_is_off_in_eval_mode():
+    encoder = BiGRUEncoder(4, 3, num_layers=2, dropout=0.5, impl="fast").eval()
+    x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
+    with torch.no_grad():
+        fast = encoder(x, lengths)
+        torch.testing.assert_close(encoder(x, lengths), fast)
+        encoder.impl = "packed"
+        torch.testing.assert_close(encoder(x, lengths), fast, **TOL)
+
+
+# --- Oracle: a GRU written from the equations, run token by token -------------------------
+
+
+def _cell(x, h, w_ih, w_hh, b_ih, b_hh, convention="pytorch"):
+    """One GRU step; weights stacked as gates r, z, n (PyTorch's layout)."""
+    W_ir, W_iz, W_in = w_ih.chunk(3)
+    W_hr, W_hz, W_hn = w_hh.chunk(3)
+    b_ir, b_iz, b_in = b_ih.chunk(3)
+    b_hr, b_hz, b_hn = b_hh.chunk(3)
+    r = torch.sigmoid(W_ir @ x + b_ir + W_hr @ h + b_hr)
+    z = torch.sigmoid(W_iz @ x + b_iz + W_hz @ h + b_hz)
+    if convention == "reset_before_matmul":  # n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+        n = torch.tanh(W_in @ x + b_in + W_hn @ (r * h) + b_hn)
+    else:
+        n = torch.tanh(W_in @ x + b_in + r * (W_hn @ h + b_hn))
+    if convention == "z_on_candidate":  # h' = z * n + (1 - z) * h
+        return z * n + (1 - z) * h
+    return (1 - z) * n + z * h
+
+
+def _oracle(gru, x, lengths, convention="pytorch"):
+    """Bidirectional multi-layer GRU, one sequence and one real token at a time."""
+    H = gru.hidden_size
+    outputs = torch.zeros(x.size(0), x.size(1), 2 * H, dtype=x.dtype)
+    h_n = torch.zeros(gru.num_layers * 2, x.size(0), H, dtype=x.dtype)
+    for b, length in enumerate(lengths.tolist()):
+        layer_in = list(x[b, :length])
+        for layer in range(gru.num_layers):
+            per_direction = []
+            for d, suffix in enumerate(["", "_reverse"]):
+                w = [getattr(gru, f"{k}_l{layer}{suffix}") for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                order = range(length) if d == 0 else range(length - 1, -1, -1)
+                h = torch.zeros(H, dtype=x.dtype)
+                outs = [None] * length
+                for t in order:
+                    h = _cell(layer_in[t], h, *w, convention=convention)
+                    outs[t] = h
+                h_n[layer * 2 + d, b] = h
+                per_direction.append(outs)
+            layer_in = [torch.cat([f, r]) for f, r in zip(*per_direction)]
+        outputs[b, :length] = torch.stack(layer_in)
+    return outputs, h_n
+
+
+@pytest.fixture(scope="module")
+def oracle_case():
+    torch.manual_seed(3)
+    encoder = BiGRUEncoder(4, 3, num_layers=2).double()
+    lengths = torch.tensor([5, 1, 3])
+    x = torch.randn(3, 6, 4, dtype=torch.double)
+    return encoder, x, lengths
+
+
+@pytest.mark.parametrize("impl", ["packed", "fast"])
+def test_oracle_from_the_equations_reproduces_both_impls(oracle_case, impl):
+    encoder, x, lengths = oracle_case
+    encoder.impl = impl
+    with torch.no_grad():
+        out, h_n = encoder(x, lengths)
+        ref_out, ref_h_n = _oracle(encoder.gru, x, lengths)
+    torch.testing.assert_close(out, ref_out, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(h_n, ref_h_n, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("convention", ["z_on_candidate", "reset_before_matmul"])
+def test_other_gru_conventions_do_not_match(oracle_case, convention):
+    # Pins the oracle's equations: the conventions found in older code give other numbers.
+    encoder, x, lengths = oracle_case
+    encoder.impl = "packed"
+    with torch.no_grad():
+        out, _ = encoder(x, lengths)
+        other, _ = _oracle(encoder.gru, x, lengths, convention=convention)
+    assert (out - other).abs().max() > 1e-3
+
+
+# --- Options and checkpoints -----------------------------------------------------------
+
+
+def test_unknown_impl_is_rejected_with_the_allowed_values():
+    with pytest.raises(ValueError, match=r"'impl' option .* one of 'auto', 'packed', 'fast'\. Got 'dense'"):
+        BiGRUEncoder(4, 3, impl="dense")
+    encoder = BiGRUEncoder(4, 3)
+    with pytest.raises(ValueError, match="Got 'cudnn' instead"):
+        encoder.impl = "cudnn"
+    with pytest.raises(ValueError, match="'impl' option"):
+        resolve_impl("Fast", torch.device("cpu"))
+
+
+def test_auto_is_fast_for_cpu_training_and_packed_otherwise():
+    assert resolve_impl("auto", torch.device("cpu")) == "fast"
+    assert resolve_impl("auto", torch.device("cpu"), grad_enabled=False) == "packed"
+    assert resolve_impl("auto", torch.device("cuda")) == "packed"
+    assert resolve_impl("packed", torch.device("cpu")) == "packed"
+    assert resolve_impl("fast", torch.device("cuda")) == "fast"
+
+
+def test_bad_lengths_are_rejected():
+    encoder = BiGRUEncoder(4, 3, impl="fast")
+    with pytest.raises(ValueError, match=r"each in 1\.\.5"):
+        encoder(torch.randn(2, 5, 4), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="one length per sequence"):
+        encoder(torch.randn(2, 5, 4), torch.tensor([6, 3]))
+
+
+def test_state_dict_is_nn_gru_keys_and_loads_across_impls(tmp_path):
+    torch.manual_seed(0)
+    trained = BiGRUEncoder(5, 4, num_layers=2, impl="fast")
+    assert set(trained.state_dict()) == {f"gru.{k}" for k in torch.nn.GRU(5, 4, 2, bidirectional=True).state_dict()}
+    torch.save(trained.state_dict(), tmp_path / "encoder.pt")
+    loaded = BiGRUEncoder(5, 4, num_layers=2, impl="packed")
+    loaded.load_state_dict(torch.load(tmp_path / "encoder.pt"))
+    x, lengths = torch.randn(3, 7, 5), torch.tensor([7, 2, 5])
+    with torch.no_grad():
+        for a, b in zip(trained(x, lengths), loaded(x, lengths)):
+            torch.testing.assert_close(a, b, **TOL)
