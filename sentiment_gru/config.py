@@ -46,7 +46,7 @@ def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -
 @dataclass
 class TokenizerConfig:
     kind: str = "bpe"  # subword model trained on the training split: bpe (deterministic) or wordpiece
-    vocab_size: int = 8000  # largest vocabulary, special tokens included
+    vocab_size: int = 4000  # largest vocabulary, special tokens included
     lowercase: bool = True  # fold case before splitting
     min_frequency: int = 2  # a merge or word piece must be seen this often to enter the vocabulary
     max_length: int = 256  # texts are cut to this many tokens
@@ -60,16 +60,17 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 8000  # rows of the embedding table (the tokenizer's vocabulary)
+    vocab_size: int = 4000  # rows of the embedding table (the tokenizer's vocabulary)
     num_classes: int = 2  # outputs of the linear classifier
     embedding_dim: int = 128  # width of each token vector
     hidden_size: int = 128  # GRU state width per direction
     num_layers: int = 2  # stacked bidirectional GRU layers
-    dropout: float = 0.3  # between GRU layers and before the classifier
-    embedding_dropout: float = 0.1  # drops whole token vectors during training
+    dropout: float = 0.5  # between GRU layers and before the classifier
+    embedding_dropout: float = 0.3  # drops whole token vectors during training
     pooling: tuple[str, ...] = ("last", "max", "mean")  # how GRU outputs become one text vector
     pad_id: int = 0  # token id of [PAD]; its embedding stays zero
-    gru_impl: str = "auto"  # auto, packed (nn.GRU on a PackedSequence) or fast (dense kernels, same result)
+    gru_impl: str = "auto"  # auto, packed (nn.GRU on a PackedSequence) or fast (same result, faster CPU training)
+    ensemble_size: int = 1  # classifiers trained from consecutive seeds whose probabilities are averaged
 
     def __post_init__(self) -> None:
         self.pooling = tuple(self.pooling)
@@ -87,6 +88,7 @@ class ModelConfig:
             )
         _check_int("ModelConfig", "pad_id", self.pad_id, 0, self.vocab_size - 1)
         _check_choice("ModelConfig", "gru_impl", self.gru_impl, GRU_IMPLS)
+        _check_int("ModelConfig", "ensemble_size", self.ensemble_size, 1, 32)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -37,10 +39,14 @@ class GRUClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.hidden_size * len(config.pooling), config.num_classes)
 
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU outputs [batch, seq, 2*hidden] (zero past each length) and final states [layers*2, batch, hidden]."""
+        x = self.token_dropout(self.embedding(ids))  # [batch, seq, embedding_dim]
+        return self.encoder(x, lengths)
+
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids: [batch, seq] token ids, lengths: [batch] int64 on the CPU -> logits: [batch, num_classes]."""
-        x = self.token_dropout(self.embedding(ids))  # [batch, seq, embedding_dim]
-        outputs, h_n = self.encoder(x, lengths)  # [batch, seq, 2*hidden] (zero past each length), [layers*2, batch, hidden]
+        outputs, h_n = self.encode(ids, lengths)
         pooled = []
         for kind in self.config.pooling:
             if kind == "last":
@@ -53,3 +59,22 @@ class GRUClassifier(nn.Module):
                 else:
                     pooled.append(outputs.sum(dim=1) / lengths.to(outputs.device, outputs.dtype)[:, None])
         return self.classifier(self.dropout(torch.cat(pooled, dim=-1)))
+
+
+class EnsembleClassifier(nn.Module):
+    """Several GRUClassifiers of one configuration (trained from different seeds), probabilities averaged."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(GRUClassifier(config) for _ in range(config.ensemble_size))
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Log of the members' mean probabilities: [batch, num_classes]; softmax of it is that mean."""
+        log_probs = torch.stack([member(ids, lengths).log_softmax(-1) for member in self.members])  # [members, batch, classes]
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A single classifier, or an ensemble when `config.ensemble_size` > 1."""
+    return GRUClassifier(config) if config.ensemble_size == 1 else EnsembleClassifier(config)

@@ -38,7 +38,7 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(_batches(texts), trainer=trainer)
-    assert tokenizer.token_to_id(PAD_TOKEN) == PAD_ID and tokenizer.token_to_id(UNK_TOKEN) == UNK_ID
+    assert [tokenizer.token_to_id(t) for t in special] == [PAD_ID, UNK_ID]
     tokenizer.enable_truncation(max_length=config.max_length)
     return tokenizer
 

@@ -18,7 +18,7 @@ from .batching import bucketed_batches, collate
 from .config import ModelConfig, RunConfig
 from .data import LoadedData
 from .errors import ConfigError
-from .model import GRUClassifier
+from .model import EnsembleClassifier, GRUClassifier, build_model
 from .predict import batched_logits
 from .tokenization import PAD_ID, encode, train_tokenizer
 
@@ -42,11 +42,11 @@ def resolve_device(name: str) -> torch.device:
 
 @dataclass
 class TrainResult:
-    model: GRUClassifier
+    model: nn.Module  # GRUClassifier or EnsembleClassifier, in eval mode
     tokenizer: Any
     model_config: ModelConfig
     history: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int = 0
+    best_epoch: int | list[int] = 0  # one per ensemble member when there are several
     train_seconds: float = 0.0
     device: str = "cpu"
     encoded: dict[str, list[list[int]]] = field(default_factory=dict)  # token ids per split
@@ -75,7 +75,7 @@ def warmup_linear(total_steps: int, warmup_fraction: float):
 
 
 def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> TrainResult:
-    """Train a tokenizer and a classifier on `data`; return the best epoch's model."""
+    """Train a tokenizer and a classifier (or an ensemble of them) on `data`; return the best epochs' model."""
     tcfg = config.train
     set_seed(tcfg.seed)
     device = resolve_device(tcfg.device)
@@ -87,12 +87,38 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> 
     model_config = ModelConfig(
         **{**config.model.__dict__, "vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
     )
-    model = GRUClassifier(model_config).to(device)
+    model = build_model(model_config).to(device)
+    members = list(model.members) if isinstance(model, EnsembleClassifier) else [model]
     log.info(
-        "model: %s parameters, vocabulary %d, device %s, GRU path %s",
-        f"{sum(p.numel() for p in model.parameters()):,}", model_config.vocab_size, device, model_config.gru_impl,
+        "model: %s parameters%s, vocabulary %d, device %s, GRU path %s",
+        f"{sum(p.numel() for p in members[0].parameters()):,}",
+        f" in each of {len(members)} ensemble members" if len(members) > 1 else "", model_config.vocab_size, device, model_config.gru_impl,
+    )
+    history: list[dict[str, float]] = []
+    best_epochs = []
+    for k, member in enumerate(members):
+        seed = tcfg.seed + k
+        set_seed(seed)
+        if len(members) > 1:
+            log.info("ensemble member %d/%d (seed %d)", k + 1, len(members), seed)
+        member_history, best_epoch = _fit(member, encoded, labels, tcfg, seed, device, progress)
+        history += [{"member": k, **row} if len(members) > 1 else row for row in member_history]
+        best_epochs.append(best_epoch)
+    model.eval()
+    if len(members) > 1:
+        val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
+        acc, f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names))
+        log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(members), acc, f1)
+    return TrainResult(
+        model=model, tokenizer=tokenizer, model_config=model_config, history=history,
+        best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
+        train_seconds=time.perf_counter() - started, device=str(device), encoded=encoded,
     )
 
+
+def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict[str, np.ndarray], tcfg, seed: int,
+         device: torch.device, progress: bool | None) -> tuple[list[dict[str, float]], int]:
+    """Fine-tune one classifier with early stopping; leave it at its best validation epoch."""
     decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.startswith("embedding")]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and not n.startswith("embedding"))]
     optimizer = torch.optim.AdamW(
@@ -103,7 +129,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> 
     steps_per_epoch = math.ceil(len(train_ids) / tcfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
-    rng = random.Random(tcfg.seed)
+    rng = random.Random(seed)
+    num_classes = model.config.num_classes
 
     history: list[dict[str, float]] = []
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
@@ -138,7 +165,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> 
 
         val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
         val_loss = float(loss_fn(val_logits, torch.from_numpy(labels["validation"])).item())
-        val_acc, val_f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names))
+        val_acc, val_f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), num_classes)
         row = {
             "epoch": epoch, "train_loss": total_loss / seen, "val_loss": val_loss, "val_accuracy": val_acc, "val_macro_f1": val_f1,
             "seconds": train_seconds, "tokens_per_second": tokens / train_seconds, "learning_rate": scheduler.get_last_lr()[0],
@@ -159,13 +186,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None) -> 
             if stale >= tcfg.patience:
                 log.info("stopping early: no validation gain for %d epochs", stale)
                 break
-
     model.load_state_dict(best_state)
-    model.eval()
-    return TrainResult(
-        model=model, tokenizer=tokenizer, model_config=model_config, history=history, best_epoch=best["epoch"],
-        train_seconds=time.perf_counter() - started, device=str(device), encoded=encoded,
-    )
+    return history, best["epoch"]
 
 
 def _progress(total: int, desc: str, enabled: bool | None):

@@ -48,7 +48,7 @@ def tiny_files(tmp_path: Path) -> dict[str, Path]:
 
 TINY_MODEL_ARGS = [
     "--epochs", "4", "--batch-size", "8", "--vocab-size", "200", "--embedding-dim", "16", "--hidden-size", "16",
-    "--learning-rate", "0.01", "--dropout", "0.1", "--quiet",
+    "--learning-rate", "0.01", "--dropout", "0.1", "--embedding-dropout", "0.1", "--quiet",
 ]
 
 

@@ -111,3 +111,16 @@ def test_trained_model_predicts(trained_dir):
     probs = predictor.probabilities(texts)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
     assert [r["label"] for r in predictor.predict(texts)] == ["positive", "negative", "positive"]
+
+
+def test_ensemble_averages_member_probabilities_and_survives_save_load(tmp_path):
+    from sentiment_gru.model import EnsembleClassifier, build_model
+
+    torch.manual_seed(3)
+    config = ModelConfig(vocab_size=40, embedding_dim=8, hidden_size=8, ensemble_size=3)
+    model = build_model(config).eval()
+    assert isinstance(model, EnsembleClassifier) and len(model.members) == 3
+    ids, lengths = collate([[3, 4, 5], [6, 7, 8, 9, 10]])
+    with torch.no_grad():
+        mean = torch.stack([m(ids, lengths).softmax(-1) for m in model.members]).mean(0)
+        torch.testing.assert_close(model(ids, lengths).softmax(-1), mean)
