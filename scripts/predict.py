@@ -3,6 +3,7 @@
     $ python scripts/predict.py "what a wonderful film" "a tedious mess"
     $ python scripts/predict.py --json --file reviews.txt
     $ cat reviews.txt | python scripts/predict.py -
+    $ python scripts/predict.py --explain "a tedious mess with one charming scene"   # [+word] for, [-word] against
 """
 
 import signal

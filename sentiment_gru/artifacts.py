@@ -113,9 +113,15 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def write_model_files(folder: Path, model: Any, tokenizer: Any, config: dict[str, Any]) -> None:
     """Write the weights (safetensors: no pickle), the tokenizer and config.json into `folder`."""
+    import torch
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ArtifactsError(
+            f"Refusing to save non-finite weights ({', '.join(bad[:3])}): training diverged. Retrain with a lower --learning-rate."
+        )
     save_file(state, str(folder / MODEL_FILE), metadata={"format": "pt"})
     tokenizer.save(str(folder / TOKENIZER_FILE))
     write_json(folder / CONFIG_FILE, config)

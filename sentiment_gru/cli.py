@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import EXIT_USER_ERROR, ConfigError, DataError, UserError
+from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, UserError
 
 DEFAULT_ARTIFACTS = "artifacts"
 
@@ -27,6 +27,9 @@ def _run(command, argv, parser: argparse.ArgumentParser) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted: nothing was saved; the previous model, if any, is unchanged.", file=sys.stderr)
         return 130
@@ -103,6 +106,8 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=t.seed, help="(default: %(default)s)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=t.device, help="(default: %(default)s)")
     parser.add_argument("--output-dir", default=DEFAULT_ARTIFACTS, help="model folder to write (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from OUTPUT-DIR.checkpoint/ (give the same options)")
     parser.add_argument("--quiet", action="store_true", help="only warnings and the final summary")
     return parser
 
@@ -125,14 +130,24 @@ def _train(args: argparse.Namespace) -> int:
             label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed, device=args.device,
         ),
     )
-    metrics = train_and_save(config, args.output_dir, progress=None if not args.quiet else False)
+    try:
+        metrics = train_and_save(config, args.output_dir, progress=None if not args.quiet else False, resume=args.resume)
+    except TrainingInterrupted as exc:
+        import shlex
+
+        again = shlex.join(["python", "scripts/train.py", *(a for a in args.argv if a != "--resume"), "--resume"])
+        raise TrainingInterrupted(
+            f"{exc} The previous model in {args.output_dir}/, if any, is unchanged. Resume with: {again}", exc.exit_status - 128
+        ) from None
     print(metrics["report"])
     print(f"model written to {args.output_dir}/ — predict with: python scripts/predict.py --artifacts {args.output_dir} \"some text\"")
     return 0
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    return _run(_train, argv, train_parser())
+    parser = train_parser()
+    parser.set_defaults(argv=list(sys.argv[1:] if argv is None else argv))  # for the resume hint
+    return _run(_train, argv, parser)
 
 
 # ---------------------------------------------------------------- evaluate
@@ -158,7 +173,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     data_config = data_config_from(args) if _gave_data(args) else None
     metrics, out = evaluate_saved(args.artifacts, data_config, args.split, args.output_dir, baseline=not args.no_baseline)
     print(metrics["report"])
-    print(f"reports written to {out}/")
+    print(f"reports written to {out}/ — read {out}/report.html")
     return 0
 
 
@@ -179,6 +194,9 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="JSON Lines with every class probability")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: %(default)s)")
+    parser.add_argument("--explain", action="store_true",
+                        help="mark the words that move the prediction most, [+word] for and [-word] against it "
+                             "(occlusion: one extra forward pass per token); with --json, add an \"explanation\" list")
     return parser
 
 
@@ -200,6 +218,8 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         texts = iter(args.texts)
     out = sys.stdout
+    if args.explain:
+        return _explain(predictor, texts, args.json, out)
     for text, result in predictor.predict_stream(texts, batch_size=args.batch_size):
         if args.json:
             out.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
@@ -207,6 +227,24 @@ def _predict(args: argparse.Namespace) -> int:
             out.write(f"-\t-\t({result['error']}: no prediction)\n")
         else:
             out.write(f"{result['label']}\t{result['probability']:.4f}\t{_preview(text)}\n")
+    out.flush()
+    return 0
+
+
+def _explain(predictor, texts, as_json: bool, out) -> int:
+    from .explain import explain, mark
+
+    colour = out.isatty()
+    for text in texts:
+        result = explain(predictor, text)
+        if as_json:
+            tokens = [{"token": t["token"], "score": t["score"]} for t in result["explanation"]]
+            out.write(json.dumps({"text": text, **{k: v for k, v in result.items() if k != "explanation"}, "explanation": tokens},
+                                 ensure_ascii=False) + "\n")
+        elif result["label"] is None:
+            out.write(f"-\t-\t({result['error']}: no prediction)\n")
+        else:
+            out.write(f"{result['label']}\t{result['probability']:.4f}\t{mark(text, result['explanation'], colour=colour)}\n")
     out.flush()
     return 0
 

@@ -22,3 +22,19 @@ class ConfigError(UserError, ValueError):
 
 class ArtifactsError(UserError):
     """A model folder is missing, incomplete or invalid."""
+
+
+class TrainingError(UserError):
+    """Training cannot go on: the loss diverged, or the device ran out of memory."""
+
+
+class CheckpointError(UserError):
+    """A training checkpoint is missing, unreadable, unsafe or from other options."""
+
+
+class TrainingInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped training after a checkpoint was saved; exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_status = 128 + int(signum)

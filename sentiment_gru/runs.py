@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import logging
 import platform
 import time
@@ -15,11 +16,14 @@ import torch
 
 from . import __version__
 from .artifacts import check_output_dir, load_model, save_atomically, write_json, write_model_files
+from .calibration import calibration_summary, fit_temperature, softmax
+from .checkpoint import Checkpoints, checkpoint_dir
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, from_dict
 from .data import LoadedData, describe_sizes, load_data
 from .errors import DataError
 from .evaluation import compute_metrics, tfidf_baseline, write_reports
 from .predict import batched_logits
+from .report import ReportInputs, add_report_metrics, write_report
 from .tokenization import encode
 from .training import TrainResult, train
 
@@ -39,18 +43,34 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | None = None) -> dict[str, Any]:
-    """Train on the configured data, evaluate, compare with the baseline and write the model folder."""
+def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train on the configured data, evaluate, compare with the baseline and write the model folder.
+
+    Training state is checkpointed beside the output folder (`OUTPUT.checkpoint/`) every
+    epoch and on SIGINT/SIGTERM; `resume` continues from it. It is removed on success.
+    """
     output_dir = Path(output_dir)
     check_output_dir(output_dir)  # fail before training, not after
+    checkpoints = Checkpoints(checkpoint_dir(output_dir), config.to_dict(), resume=resume)
     data = load_data(config.data)
     log.info("data: %s (%s); labels: %s", data.source["description"], describe_sizes(data), ", ".join(data.label_names))
-    result = train(config, data, progress=progress)
+    with checkpoints.watch_signals():
+        result = train(config, data, progress=progress, checkpoints=checkpoints)
 
     split = data.eval_split
-    metrics = _score(result, data, split, temperature=1.0)
-    metrics["validation"] = _score(result, data, "validation", temperature=1.0, details=False)
-    metrics["baseline"] = _baseline(data, split)
+    # The temperature is fitted on validation logits. Reported probabilities and log-loss use it, as predict
+    # and evaluate do; accuracy and F1 do not depend on it. metrics["calibration"] shows before and after.
+    val_labels = np.asarray(data.splits["validation"]["label"])
+    val_logits = _logits(result, "validation")
+    temperature = fit_temperature(val_logits, val_labels)
+    logits = val_logits if split == "validation" else _logits(result, split)
+    labels = np.asarray(data.splits[split]["label"])
+    probabilities = softmax(logits, temperature)
+    metrics = compute_metrics(labels, probabilities, data.label_names, split)
+    metrics["calibration"] = calibration_summary(logits, labels, temperature)
+    validation = compute_metrics(val_labels, softmax(val_logits, temperature), data.label_names, "validation")
+    metrics["validation"] = {k: validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
+    metrics["baseline"], baseline_predictions = _baseline(data, split)
     run_facts = {
         "format_version": CONFIG_FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -63,38 +83,39 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
         "device": result.device,
+        "calibration": {"temperature": temperature, "fitted_on": "validation"},
         "versions": library_versions(),
     }
-    labels = np.asarray(data.splits[split]["label"])
-    probabilities = metrics.pop("_probabilities")
-    metrics["validation"].pop("_probabilities")
+    history = {"best_epoch": result.best_epoch, "epochs": result.history}
+    inputs = ReportInputs(
+        labels=labels, logits=logits, temperature=temperature, texts=list(data.splits[split]["text"]),
+        lengths=np.array([len(ids) for ids in result.encoded[split]]), baseline_predictions=baseline_predictions,
+        history=history, config=run_facts,
+    )
+    add_report_metrics(metrics, inputs)
 
     def write(folder: Path) -> None:
         write_model_files(folder, result.model, result.tokenizer, run_facts)
-        write_json(folder / HISTORY_FILE, {"best_epoch": result.best_epoch, "epochs": result.history})
+        write_json(folder / HISTORY_FILE, history)
         metrics["report"] = write_reports(folder, metrics, labels, probabilities)
+        log.info("report.html and report.md written in %.1f s", write_report(folder, metrics, inputs))
 
     save_atomically(output_dir, write)
+    checkpoints.remove()
     return metrics
 
 
-def _score(result: TrainResult, data: LoadedData, split: str, temperature: float, details: bool = True) -> dict[str, Any]:
-    logits = batched_logits(result.model, result.encoded[split], batch_size=256, device=result.device)
-    probabilities = torch.softmax(logits / temperature, dim=-1).numpy()
-    labels = np.asarray(data.splits[split]["label"])
-    metrics = compute_metrics(labels, probabilities, data.label_names, split)
-    if not details:
-        metrics = {k: metrics[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
-    metrics["_probabilities"] = probabilities
-    return metrics
+def _logits(result: TrainResult, split: str) -> np.ndarray:
+    """Logits of a split before temperature scaling: [n, num_classes]."""
+    return batched_logits(result.model, result.encoded[split], batch_size=256, device=result.device).numpy()
 
 
-def _baseline(data: LoadedData, split: str) -> dict[str, Any]:
+def _baseline(data: LoadedData, split: str) -> tuple[dict[str, Any], np.ndarray]:
+    """The baseline's metrics and its per-text predictions on `split`."""
     train = data.splits["train"]
     target = data.splits[split]
     baseline = tfidf_baseline(train["text"], np.asarray(train["label"]), target["text"], np.asarray(target["label"]))
-    baseline.pop("predictions")
-    return baseline
+    return baseline, baseline.pop("predictions")
 
 
 def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split: str | None, output_dir: str | Path | None,
@@ -111,19 +132,30 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     target = data.splits[split]
     started = time.perf_counter()
     temperature = float(loaded.config.get("calibration", {}).get("temperature", 1.0))
-    logits = batched_logits(loaded.model, encode(loaded.tokenizer, target["text"]), batch_size=256, device="cpu")
-    probabilities = torch.softmax(logits / temperature, dim=-1).numpy()
+    sequences = encode(loaded.tokenizer, target["text"])
+    logits = batched_logits(loaded.model, sequences, batch_size=256, device="cpu").numpy()
+    probabilities = softmax(logits, temperature)
     labels = np.asarray(target["label"])
     metrics = compute_metrics(labels, probabilities, loaded.label_names, split)
+    metrics["calibration"] = calibration_summary(logits, labels, temperature)  # the saved T, not refitted here
     metrics["seconds"] = time.perf_counter() - started
     metrics["data"] = data.source
     metrics["artifacts"] = str(artifacts)
+    baseline_predictions = None
     if baseline and "train" in data.splits and split != "train":
-        metrics["baseline"] = _baseline(data, split)
+        metrics["baseline"], baseline_predictions = _baseline(data, split)
+    history_file = Path(artifacts) / HISTORY_FILE
+    inputs = ReportInputs(
+        labels=labels, logits=logits, temperature=temperature, texts=list(target["text"]),
+        lengths=np.array([len(ids) for ids in sequences]), baseline_predictions=baseline_predictions,
+        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=loaded.config,
+    )
+    add_report_metrics(metrics, inputs)
     out = Path(output_dir) if output_dir is not None else Path(artifacts) / "evaluation" / split
 
     def write(folder: Path) -> None:
         metrics["report"] = write_reports(folder, metrics, labels, probabilities)
+        log.info("report.html and report.md written in %.1f s", write_report(folder, metrics, inputs))
 
     save_atomically(out, write)
     return metrics, out

@@ -62,8 +62,17 @@ def encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     """
     truncation = tokenizer.truncation
     limit = truncation["max_length"] * CHARS_PER_TOKEN_BOUND if truncation else None
-    clipped = [t[:limit] for t in texts] if limit else texts
+    clipped = [_valid_unicode(t[:limit] if limit else t) for t in texts]
     return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(clipped)]
+
+
+def _valid_unicode(text: str) -> str:
+    """`text`, with lone surrogates (which UTF-8 cannot hold, e.g. from JSON's "\\ud800") replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
 
 
 def load_tokenizer(path: str) -> Tokenizer:

@@ -1,0 +1,545 @@
+"""The evaluation report a person reads: report.html (self-contained) and report.md, made from one list of blocks.
+
+`add_report_metrics` puts every number the report shows into the metrics dict (so metrics.json holds them);
+`write_report` then only formats those numbers and draws the figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import expected_calibration_error, reliability_bins, softmax
+
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
+CURVES_PNG = "report_roc_pr.png"
+RELIABILITY_PNG = "report_reliability.png"
+LENGTH_PNG = "report_length_confidence.png"
+TRAINING_PNG = "report_training_curves.png"
+CONFUSION_PNG = "confusion_matrix.png"  # written by evaluation.write_reports
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+EXAMPLES = 20
+EXAMPLE_CHARS = 400
+LENGTH_BUCKETS = 4
+
+
+@dataclass
+class ReportInputs:
+    """What the report needs beyond the metrics dict, for the scored split."""
+
+    labels: np.ndarray  # [n] true class ids
+    logits: np.ndarray  # [n, classes] before temperature scaling
+    temperature: float
+    texts: list[str]
+    lengths: np.ndarray  # [n] token counts after truncation
+    baseline_predictions: np.ndarray | None = None  # [n] class ids of the TF-IDF baseline
+    history: dict[str, Any] | None = None  # history.json: {"best_epoch", "epochs": [...]}
+    config: dict[str, Any] = field(default_factory=dict)  # the model's config.json
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return softmax(self.logits, self.temperature)
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def _confusions(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
+    """Confusion matrices of many resamples at once: labels, predictions [r, n] -> [r, classes, classes]."""
+    rows = labels.shape[0]
+    codes = labels * classes + predictions + (np.arange(rows) * classes * classes)[:, None]
+    return np.bincount(codes.ravel(), minlength=rows * classes * classes).reshape(rows, classes, classes)
+
+
+def _accuracy_f1(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 (zero for a class with no support and no predictions) of [r, c, c] confusion matrices."""
+    tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)
+    total = matrices.sum(axis=(1, 2))
+    denominator = matrices.sum(axis=1) + matrices.sum(axis=2)  # support + predicted = 2tp + fn + fp
+    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    return tp.sum(axis=1) / total, f1.mean(axis=1)
+
+
+def bootstrap(labels: np.ndarray, predictions: np.ndarray, classes: int, other: np.ndarray | None = None,
+              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
+    """95% percentile intervals of accuracy and macro-F1; with `other` predictions also of the paired differences."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(labels), size=(resamples, len(labels)))
+    acc, f1 = _accuracy_f1(_confusions(labels[index], predictions[index], classes))
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [float(v) for v in np.percentile(values, [2.5, 97.5])]
+
+    out: dict[str, Any] = {"resamples": resamples, "seed": seed, "accuracy": interval(acc), "macro_f1": interval(f1)}
+    if other is not None:
+        other_acc, other_f1 = _accuracy_f1(_confusions(labels[index], other[index], classes))
+        out["other"] = {"accuracy": interval(other_acc), "macro_f1": interval(other_f1)}
+        out["difference"] = {"accuracy": interval(acc - other_acc), "macro_f1": interval(f1 - other_f1)}
+    return out
+
+
+def mcnemar(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    """Exact (binomial) McNemar test of two classifiers' paired right/wrong outcomes."""
+    from scipy.stats import binom
+
+    a_only = int(((a == labels) & (b != labels)).sum())
+    b_only = int(((a != labels) & (b == labels)).sum())
+    discordant = a_only + b_only
+    p = 1.0 if discordant == 0 else min(1.0, 2.0 * float(binom.cdf(min(a_only, b_only), discordant, 0.5)))
+    return {"a_right_b_wrong": a_only, "b_right_a_wrong": b_only, "p_value": p}
+
+
+def length_buckets(lengths: np.ndarray, correct: np.ndarray, buckets: int = LENGTH_BUCKETS) -> list[dict[str, Any]]:
+    """Accuracy per token-length quantile bucket."""
+    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, buckets + 1)).round().astype(np.int64))
+    inner = edges[1:-1]
+    which = np.searchsorted(inner, lengths, side="right")  # bucket k holds lengths in [edges[k], edges[k+1])
+    out = []
+    for k in range(len(inner) + 1):
+        mask = which == k
+        if not mask.any():
+            continue
+        low, high = int(lengths[mask].min()), int(lengths[mask].max())
+        out.append({"tokens": f"{low}-{high}", "size": int(mask.sum()), "accuracy": float(correct[mask].mean())})
+    return out
+
+
+def _examples(order: np.ndarray, inputs: ReportInputs, probabilities: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+    predictions = probabilities.argmax(axis=1)
+    return [
+        {"text": _clip(inputs.texts[i]), "true": names[int(inputs.labels[i])], "predicted": names[int(predictions[i])],
+         "probability": float(probabilities[i, predictions[i]])}
+        for i in order[:EXAMPLES]
+    ]
+
+
+def add_report_metrics(metrics: dict[str, Any], inputs: ReportInputs) -> None:
+    """Add intervals, the baseline comparison, ROC/PR areas, length buckets and examples to `metrics`."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    names = metrics["label_names"]
+    labels, probabilities = inputs.labels, inputs.probabilities
+    predictions = probabilities.argmax(axis=1)
+    other = inputs.baseline_predictions
+    boot = bootstrap(labels, predictions, len(names), other=other)
+    metrics["confidence_intervals"] = {k: boot[k] for k in ("resamples", "seed", "accuracy", "macro_f1")}
+    if other is not None and metrics.get("baseline"):
+        metrics["baseline"]["confidence_intervals"] = boot["other"]
+        metrics["baseline"]["comparison"] = {
+            "accuracy_difference": metrics["accuracy"] - metrics["baseline"]["accuracy"],
+            "macro_f1_difference": metrics["macro_f1"] - metrics["baseline"]["macro_f1"],
+            "difference_intervals": boot["difference"],
+            "mcnemar": mcnemar(labels, predictions, other),
+        }
+    curves: dict[str, Any] = {"roc_auc": {}, "average_precision": {}}
+    for c in _curve_classes(len(names)):
+        positive = labels == c
+        if positive.all() or not positive.any():
+            continue  # undefined with one class only
+        curves["roc_auc"][names[c]] = float(roc_auc_score(positive, probabilities[:, c]))
+        curves["average_precision"][names[c]] = float(average_precision_score(positive, probabilities[:, c]))
+    metrics["curves"] = curves
+    correct = predictions == labels
+    metrics["by_length"] = length_buckets(np.asarray(inputs.lengths), correct)
+    confidence = probabilities.max(axis=1)
+    wrong, right = np.flatnonzero(~correct), np.flatnonzero(correct)
+    metrics["examples"] = {
+        "confident_mistakes": _examples(wrong[np.argsort(-confidence[wrong], kind="stable")], inputs, probabilities, names),
+        "unsure_correct": _examples(right[np.argsort(confidence[right], kind="stable")], inputs, probabilities, names),
+    }
+
+
+def _curve_classes(classes: int) -> list[int]:
+    """The positive class of a two-class problem; every class (one-vs-rest) otherwise."""
+    return [1] if classes == 2 else list(range(classes))
+
+
+def _clip(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= EXAMPLE_CHARS else flat[: EXAMPLE_CHARS - 3] + "..."
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3})
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def plot_curves(inputs: ReportInputs, names: list[str], path: Path) -> None:
+    """ROC and precision-recall curves (one-vs-rest with more than two classes)."""
+    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+    plt = _pyplot()
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.4))
+    probabilities = inputs.probabilities
+    for c in _curve_classes(len(names)):
+        positive = inputs.labels == c
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probabilities[:, c])
+        roc.plot(fpr, tpr, label=f"{names[c]} (AUC {auc(fpr, tpr):.3f})")
+        precision, recall, _ = precision_recall_curve(positive, probabilities[:, c])
+        ap = average_precision_score(positive, probabilities[:, c])
+        pr.step(recall, precision, where="post", label=f"{names[c]} (AP {ap:.3f}, base rate {positive.mean():.2f})")
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
+    which = " (one-vs-rest)" if len(names) > 2 else f" (positive class: {names[1]!r})"
+    roc.set(title="ROC curve" + which,
+            xlabel="False positive rate", ylabel="True positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    pr.set(title="Precision-recall curve" + which,
+           xlabel="Recall", ylabel="Precision", xlim=(0, 1), ylim=(0, 1.01))
+    roc.legend(loc="lower right")
+    pr.legend(loc="lower left")
+    _save(fig, path)
+
+
+def plot_reliability(inputs: ReportInputs, path: Path) -> None:
+    """Reliability diagrams before and after temperature scaling."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    for ax, temperature, title in ((axes[0], 1.0, "Before scaling (T = 1)"), (axes[1], inputs.temperature, f"After scaling (T = {inputs.temperature:.3f})")):
+        probabilities = softmax(inputs.logits, temperature)
+        b = reliability_bins(probabilities, inputs.labels)
+        title += f": ECE {expected_calibration_error(probabilities, inputs.labels):.4f}"
+        used = b["count"] > 0
+        centres = (b["edges"][:-1] + b["edges"][1:]) / 2
+        width = b["edges"][1] - b["edges"][0]
+        ax.bar(centres[used], b["accuracy"][used], width=width * 0.9, color="#4c72b0", alpha=0.8, label="accuracy in bin")
+        ax.plot(b["confidence"][used], b["accuracy"][used], "o", color="#dd8452", markersize=4, label="(mean confidence, accuracy)")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        ax.set(title=title, xlabel="Confidence of the predicted label", xlim=(0, 1), ylim=(0, 1.01))
+        ax.legend(loc="upper left")
+    axes[0].set_ylabel("Accuracy")
+    _save(fig, path)
+
+
+def plot_length_confidence(metrics: dict[str, Any], inputs: ReportInputs, path: Path) -> None:
+    """Accuracy per length bucket, and confidence histograms of right and wrong predictions."""
+    plt = _pyplot()
+    fig, (by_length, hist) = plt.subplots(1, 2, figsize=(11, 4.4))
+    rows = metrics["by_length"]
+    x = np.arange(len(rows))
+    bars = by_length.bar(x, [r["accuracy"] for r in rows], color="#4c72b0")
+    for bar, row in zip(bars, rows):
+        by_length.annotate(f"{row['accuracy']:.3f}\nn={row['size']:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                           ha="center", va="bottom", fontsize=9)
+    by_length.set_xticks(x, labels=[r["tokens"] for r in rows])
+    by_length.set(title="Accuracy by text length (quantile buckets)", xlabel="Tokens per text", ylabel="Accuracy", ylim=(0, 1.15))
+    probabilities = inputs.probabilities
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == inputs.labels
+    low = 1.0 / probabilities.shape[1]
+    edges = np.linspace(low, 1.0, 21)
+    for mask, color, name in ((correct, "#55a868", "right"), (~correct, "#c44e52", "wrong")):
+        if mask.any():
+            hist.hist(confidence[mask], bins=edges, weights=np.full(mask.sum(), 1.0 / mask.sum()), histtype="step", linewidth=2,
+                      color=color, label=f"{name} ({mask.sum():,} texts)")
+    hist.set(title="Confidence of right and wrong predictions", xlabel="Probability of the predicted label",
+             ylabel="Share of the group's texts")
+    hist.legend(loc="upper left")
+    _save(fig, path)
+
+
+def plot_training(history: dict[str, Any], path: Path) -> None:
+    """Loss and validation accuracy/macro-F1 per epoch, one line per ensemble member, chosen epochs marked."""
+    plt = _pyplot()
+    fig, (loss, score) = plt.subplots(1, 2, figsize=(11, 4.4))
+    rows = history["epochs"]
+    members = sorted({r.get("member", 0) for r in rows})
+    best = history.get("best_epoch")
+    best = best if isinstance(best, list) else [best] * len(members)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for m in members:
+        mine = [r for r in rows if r.get("member", 0) == m]
+        epochs = [r["epoch"] for r in mine]
+        color = colors[m % len(colors)]
+        tag = f"member {m}: " if len(members) > 1 else ""
+        loss.plot(epochs, [r["train_loss"] for r in mine], "-", color=color, label=f"{tag}train")
+        loss.plot(epochs, [r["val_loss"] for r in mine], "--", color=color, label=f"{tag}validation")
+        score.plot(epochs, [r["val_accuracy"] for r in mine], "-", color=color, label=f"member {m}" if tag else "accuracy")
+        score.plot(epochs, [r["val_macro_f1"] for r in mine], ":", color=color, label=None if tag else "macro-F1")
+        chosen = [r for r in mine if r["epoch"] == best[members.index(m)]]
+        if chosen:
+            score.plot(chosen[0]["epoch"], chosen[0]["val_accuracy"], "*", color=color, markersize=14, markeredgecolor="black")
+            loss.plot(chosen[0]["epoch"], chosen[0]["val_loss"], "*", color=color, markersize=14, markeredgecolor="black")
+    loss.set(title="Loss per epoch (solid: train, dashed: validation; * chosen)", xlabel="Epoch", ylabel="Cross-entropy")
+    score.set(title="Validation accuracy (solid) and macro-F1 (dotted); * chosen", xlabel="Epoch", ylabel="Score")
+    for ax in (loss, score):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(members) == 1:
+        loss.legend(loc="upper right")
+        score.legend(loc="lower right")
+    else:
+        score.legend(loc="lower right", fontsize=8, ncol=2, title="colour: ensemble member", title_fontsize=8)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- blocks
+
+
+def _f(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def _ci(pair: list[float]) -> str:
+    return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.4f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def build_blocks(metrics: dict[str, Any], inputs: ReportInputs, images: dict[str, str]) -> list[tuple]:
+    """The report as a list of ("h1"|"h2"|"p"|"table"|"img", ...) blocks, rendered to HTML and Markdown alike."""
+    names = metrics["label_names"]
+    config = inputs.config
+    blocks: list[tuple] = [("h1", f"Sentiment GRU: evaluation on the {metrics['split']} split ({metrics['size']:,} texts)")]
+
+    # 1. headline
+    blocks.append(("h2", "1. Headline"))
+    ci = metrics["confidence_intervals"]
+    rows = [["GRU", _f(metrics["accuracy"]), _ci(ci["accuracy"]), _f(metrics["macro_f1"]), _ci(ci["macro_f1"])]]
+    baseline = metrics.get("baseline")
+    if baseline:
+        bci = baseline.get("confidence_intervals")
+        rows.append([f"Baseline: {baseline['name']}", _f(baseline["accuracy"]), _ci(bci["accuracy"]) if bci else "-",
+                     _f(baseline["macro_f1"]), _ci(bci["macro_f1"]) if bci else "-"])
+    blocks.append(("table", ["Model", "Accuracy", "95% CI", "Macro-F1", "95% CI"], rows))
+    blocks.append(("p", f"95% intervals: percentile bootstrap over texts, {ci['resamples']:,} resamples (seed {ci['seed']})."))
+    if baseline and "comparison" in baseline:
+        cmp = baseline["comparison"]
+        test = cmp["mcnemar"]
+        blocks.append(("p", (
+            f"GRU minus baseline: accuracy {_signed(cmp['accuracy_difference'])} (95% CI {_ci(cmp['difference_intervals']['accuracy'])}), "
+            f"macro-F1 {_signed(cmp['macro_f1_difference'])} (95% CI {_ci(cmp['difference_intervals']['macro_f1'])}), paired bootstrap. "
+            f"Exact McNemar test: GRU right and baseline wrong on {test['a_right_b_wrong']:,} texts, the reverse on "
+            f"{test['b_right_a_wrong']:,}; p = {_p(test['p_value'])}."
+        )))
+    elif not baseline:
+        blocks.append(("p", "No baseline: the data has no train split to fit it on, or it was skipped (--no-baseline)."))
+
+    # 2. per class
+    blocks.append(("h2", "2. Per-class results"))
+    per = metrics["per_class"]
+    rows = [[n, _f(per[n]["precision"]), _f(per[n]["recall"]), _f(per[n]["f1-score"]), f"{per[n]['support']:,}"] for n in names]
+    rows.append(["macro average", _f(np.mean([per[n]["precision"] for n in names])), _f(np.mean([per[n]["recall"] for n in names])),
+                 _f(metrics["macro_f1"]), f"{metrics['size']:,}"])
+    rows.append(["weighted-average F1", "", "", _f(metrics["weighted_f1"]), f"{metrics['size']:,}"])
+    blocks.append(("table", ["Label", "Precision", "Recall", "F1", "Support"], rows))
+    blocks.append(("p", f"Log-loss {_f(metrics['log_loss'])} (probabilities after temperature scaling, "
+                        f"T = {metrics['calibration']['temperature']:.4f}; see section 4)."))
+    blocks.append(("img", images[CONFUSION_PNG], "Confusion matrix: counts and share of each true label", 520))
+
+    # 3. ROC / PR
+    blocks.append(("h2", "3. ROC and precision-recall curves"))
+    curves = metrics["curves"]
+    if curves["roc_auc"]:
+        blocks.append(("table", ["Positive class", "ROC AUC", "Average precision"],
+                       [[n, _f(curves["roc_auc"][n]), _f(curves["average_precision"][n])] for n in curves["roc_auc"]]))
+        blocks.append(("img", images[CURVES_PNG], "ROC and precision-recall curves"))
+    else:
+        blocks.append(("p", "Not defined: the split holds texts of one label only."))
+
+    # 4. calibration
+    blocks.append(("h2", "4. Calibration"))
+    cal = metrics["calibration"]
+    fitted = config.get("calibration", {}).get("fitted_on")
+    where = f"fitted on the {fitted} split" if fitted else "none fitted for this model"
+    blocks.append(("table", ["", "Before (T = 1)", f"After (T = {cal['temperature']:.4f})"],
+                   [["Expected calibration error (15 bins)", _f(cal["ece_before"]), _f(cal["ece_after"])],
+                    ["Brier score", _f(cal["brier_before"]), _f(cal["brier_after"])]]))
+    blocks.append(("p", f"Temperature scaling divides the logits by T ({where}). It changes no prediction, so accuracy and F1 "
+                        "are the same before and after; the reported probabilities and log-loss use T."))
+    blocks.append(("img", images[RELIABILITY_PNG], "Reliability diagrams before and after temperature scaling"))
+
+    # 5. length and confidence
+    blocks.append(("h2", "5. Text length and confidence"))
+    blocks.append(("table", ["Tokens per text", "Texts", "Accuracy"],
+                   [[r["tokens"], f"{r['size']:,}", _f(r["accuracy"])] for r in metrics["by_length"]]))
+    blocks.append(("img", images[LENGTH_PNG], "Accuracy by text length; confidence of right and wrong predictions"))
+
+    # 6. examples
+    blocks.append(("h2", f"6. The {EXAMPLES} most confident mistakes"))
+    blocks.append(_example_table(metrics["examples"]["confident_mistakes"]))
+    blocks.append(("h2", f"The {EXAMPLES} least confident correct predictions"))
+    blocks.append(_example_table(metrics["examples"]["unsure_correct"]))
+
+    # 7. training
+    blocks.append(("h2", "7. Training curves"))
+    if inputs.history and inputs.history.get("epochs"):
+        blocks.append(("p", f"Chosen epoch (best validation accuracy): {_join(inputs.history.get('best_epoch'))}."))
+        blocks.append(("img", images[TRAINING_PNG], "Loss and validation scores per epoch"))
+    else:
+        blocks.append(("p", "No training history in the model folder."))
+
+    # 8. facts
+    blocks.append(("h2", "8. Run facts"))
+    blocks.append(("table", ["Fact", "Value"], _facts(metrics, config)))
+    return blocks
+
+
+def _example_table(rows: list[dict[str, Any]]) -> tuple:
+    if not rows:
+        return ("p", "None.")
+    return ("table", ["#", "Text", "True", "Predicted", "Probability"],
+            [[str(i), r["text"], r["true"], r["predicted"], _f(r["probability"])] for i, r in enumerate(rows, start=1)])
+
+
+def _join(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(f"member {i}: {v}" for i, v in enumerate(value))
+    return str(value)
+
+
+def _kv(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in d.items())
+
+
+def _facts(metrics: dict[str, Any], config: dict[str, Any]) -> list[list[str]]:
+    data = config.get("data", {})
+    source = data.get("source", {})
+    rows = [["Model data", source.get("description", "-")],
+            ["Split sizes", ", ".join(f"{k} {v:,}" for k, v in source.get("sizes", {}).items()) or "-"]]
+    if metrics.get("data") and metrics["data"] != source:
+        rows.append(["Evaluated on", f"{metrics['data'].get('description', '-')} ({metrics['split']}, {metrics['size']:,} texts)"])
+    rows.append(["Labels", ", ".join(metrics["label_names"])])
+    for key, title in (("tokenizer", "Tokenizer"), ("model", "Model"), ("train", "Training")):
+        if config.get(key):
+            rows.append([title, _kv(config[key])])
+    if "best_epoch" in config:
+        rows.append(["Chosen epoch", _join(config["best_epoch"])])
+    if "train_seconds" in config:
+        rows.append(["Training time", f"{config['train_seconds']:.1f} s"])
+    if "device" in config:
+        rows.append(["Device", str(config["device"])])
+    if config.get("created"):
+        rows.append(["Trained", str(config["created"])])
+    if config.get("versions"):
+        rows.append(["Library versions", ", ".join(f"{k} {v}" for k, v in config["versions"].items())])
+    for note in data.get("notes", []):
+        rows.append(["Data note", str(note)])
+    return rows
+
+
+# ---------------------------------------------------------------- rendering
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1120px; margin: 2em auto; padding: 0 1em;
+       color: #1f2328; line-height: 1.45; }
+h1 { font-size: 1.6em; border-bottom: 2px solid #d0d7de; padding-bottom: .3em; }
+h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
+th, td { border: 1px solid #d0d7de; padding: .3em .6em; vertical-align: top; }
+th { background: #f6f8fa; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.text { max-width: 640px; }
+tr:nth-child(even) td { background: #fbfcfd; }
+img { max-width: 100%; height: auto; display: block; margin: .6em 0; }
+p { max-width: 900px; }
+"""
+
+
+def _is_number(cell: str) -> bool:
+    return (any(c.isdigit() for c in cell) and (cell[0].isdigit() or cell[0] in "+-[")
+            and not any(c.isalpha() for c in cell.replace("e-", "").replace("e+", "")))
+
+
+def render_html(blocks: list[tuple], folder: Path) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{html.escape(blocks[0][1])}</title><style>{CSS}</style></head><body>"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "table":
+            _, header, rows = block
+            parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr></thead><tbody>")
+            for row in rows:
+                cells = "".join(
+                    f'<td class="{"num" if _is_number(c) else "text" if len(c) > 60 else ""}">{html.escape(c)}</td>' for c in row
+                )
+                parts.append(f"<tr>{cells}</tr>")
+            parts.append("</tbody></table>")
+        elif kind == "img":
+            data = base64.b64encode((folder / block[1]).read_bytes()).decode("ascii")
+            style = f' style="max-width: {block[3]}px"' if len(block) > 3 else ""
+            parts.append(f'<img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}"{style}>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _md_cell(cell: str) -> str:
+    return cell.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ") or " "
+
+
+def render_markdown(blocks: list[tuple]) -> str:
+    parts = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h1":
+            parts.append(f"# {block[1]}")
+        elif kind == "h2":
+            parts.append(f"## {block[1]}")
+        elif kind == "p":
+            parts.append(block[1])
+        elif kind == "table":
+            _, header, rows = block
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+                     "|" + "|".join("---:" if rows and _is_number(rows[0][i]) else "---" for i in range(len(header))) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            parts.append("\n".join(lines))
+        elif kind == "img":
+            parts.append(f"![{block[2]}]({block[1]})")
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(folder: str | Path, metrics: dict[str, Any], inputs: ReportInputs) -> float:
+    """Draw the figures and write report.html and report.md into `folder`; return the seconds it took.
+
+    Expects `add_report_metrics` and `metrics["calibration"]` to have filled `metrics`, and
+    confusion_matrix.png to be in `folder` already.
+    """
+    started = time.perf_counter()
+    folder = Path(folder)
+    names = metrics["label_names"]
+    images = {CONFUSION_PNG: CONFUSION_PNG, RELIABILITY_PNG: RELIABILITY_PNG, LENGTH_PNG: LENGTH_PNG}
+    plot_reliability(inputs, folder / RELIABILITY_PNG)
+    plot_length_confidence(metrics, inputs, folder / LENGTH_PNG)
+    if metrics["curves"]["roc_auc"]:
+        plot_curves(inputs, names, folder / CURVES_PNG)
+        images[CURVES_PNG] = CURVES_PNG
+    if inputs.history and inputs.history.get("epochs"):
+        plot_training(inputs.history, folder / TRAINING_PNG)
+        images[TRAINING_PNG] = TRAINING_PNG
+    blocks = build_blocks(metrics, inputs, images)
+    (folder / HTML_FILE).write_text(render_html(blocks, folder), encoding="utf-8")
+    (folder / MARKDOWN_FILE).write_text(render_markdown(blocks), encoding="utf-8")
+    return time.perf_counter() - started
+

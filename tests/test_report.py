@@ -1,0 +1,97 @@
+"""The report shows the numbers of metrics.json, in its sections, with the figures it names."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from sentiment_gru.report import bootstrap, length_buckets, mcnemar
+
+NUMBER = r"([+-]?\d+\.\d{4})"
+
+
+def row_numbers(markdown: str, first_cell: str) -> list[float]:
+    """The 4-decimal numbers of the Markdown table row that starts with `first_cell`."""
+    row = next(line for line in markdown.splitlines() if line.startswith(f"| {first_cell}"))
+    return [float(x) for x in re.findall(NUMBER, row)]
+
+
+def test_report_numbers_equal_metrics_json(trained_dir):
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    config = json.loads((trained_dir / "config.json").read_text())
+    markdown = (trained_dir / "report.md").read_text()
+    page = (trained_dir / "report.html").read_text()
+
+    def close(shown: list[float], expected: list[float]) -> None:
+        assert shown == pytest.approx(expected, abs=5e-5)
+
+    ci = metrics["confidence_intervals"]
+    close(row_numbers(markdown, "GRU"), [metrics["accuracy"], *ci["accuracy"], metrics["macro_f1"], *ci["macro_f1"]])
+    base = metrics["baseline"]
+    bci = base["confidence_intervals"]
+    close(row_numbers(markdown, "Baseline"), [base["accuracy"], *bci["accuracy"], base["macro_f1"], *bci["macro_f1"]])
+    cal = metrics["calibration"]
+    assert cal["temperature"] == config["calibration"]["temperature"] and config["calibration"]["fitted_on"] == "validation"
+    close(row_numbers(markdown, "Expected calibration error"), [cal["ece_before"], cal["ece_after"]])
+    close(row_numbers(markdown, "Brier score"), [cal["brier_before"], cal["brier_after"]])
+    for name, per in metrics["per_class"].items():
+        close(row_numbers(markdown, name), [per["precision"], per["recall"], per["f1-score"]])
+    diff = base["comparison"]
+    assert f"accuracy {diff['accuracy_difference']:+.4f}" in markdown
+    assert "p = " in markdown and str(diff["mcnemar"]["a_right_b_wrong"]) in markdown
+
+    headings = re.findall(r"^## (\d)\.", markdown, flags=re.M)
+    assert headings == [str(i) for i in range(1, 9)]
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (trained_dir / image).is_file()
+    # self-contained: every image inline, nothing fetched
+    assert page.count("data:image/png;base64,") == markdown.count("![")
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert len(metrics["examples"]["confident_mistakes"]) <= 20 and len(metrics["examples"]["unsure_correct"]) == 20
+
+
+def test_bootstrap_and_mcnemar_on_known_cases():
+    labels = np.array([0, 1] * 50)
+    boot = bootstrap(labels, labels.copy(), 2, other=1 - labels)
+    assert boot["accuracy"] == [1.0, 1.0] and boot["other"]["accuracy"] == [0.0, 0.0]
+    assert boot["difference"]["accuracy"] == [1.0, 1.0]
+    test = mcnemar(labels, labels, 1 - labels)
+    assert test["a_right_b_wrong"] == 100 and test["b_right_a_wrong"] == 0 and test["p_value"] < 1e-20
+    assert mcnemar(labels, labels, labels)["p_value"] == 1.0
+    # 6 vs 2 discordant pairs: two-sided exact p = 2 * P(X <= 2 | n=8) = 2 * 37/256
+    a = np.array([1] * 6 + [0] * 2)
+    assert mcnemar(np.ones(8, dtype=int), a, 1 - a)["p_value"] == pytest.approx(2 * 37 / 256)
+
+
+def test_length_buckets_cover_every_text():
+    lengths = np.arange(1, 101)
+    buckets = length_buckets(lengths, lengths % 2 == 0)
+    assert sum(b["size"] for b in buckets) == 100 and len(buckets) == 4
+    assert buckets[0]["tokens"].startswith("1-") and buckets[-1]["tokens"].endswith("-100")
+
+
+def test_three_class_report_without_baseline(tmp_path):
+    from sentiment_gru.calibration import calibration_summary
+    from sentiment_gru.evaluation import compute_metrics, write_reports
+    from sentiment_gru.report import ReportInputs, add_report_metrics, write_report
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(90) % 3
+    logits = rng.normal(size=(90, 3)) + 2.0 * np.eye(3)[labels]
+    history = {"best_epoch": [2, 3], "epochs": [
+        {"member": m, "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "val_accuracy": 0.5 + e / 10, "val_macro_f1": 0.4 + e / 10}
+        for m in range(2) for e in range(1, 4)]}
+    inputs = ReportInputs(labels=labels, logits=logits, temperature=1.5, texts=[f"text {i} | with a pipe" for i in range(90)],
+                          lengths=rng.integers(1, 40, size=90), history=history, config={"label_names": ["a", "b", "c"]})
+    metrics = compute_metrics(labels, inputs.probabilities, ["a", "b", "c"], "test")
+    metrics["calibration"] = calibration_summary(logits, labels, 1.5)
+    add_report_metrics(metrics, inputs)
+    write_reports(tmp_path, metrics, labels, inputs.probabilities)
+    write_report(tmp_path, metrics, inputs)
+    markdown = (tmp_path / "report.md").read_text()
+    assert set(metrics["curves"]["roc_auc"]) == {"a", "b", "c"}
+    assert "No baseline" in markdown and "\\| with a pipe" in markdown
+    assert (tmp_path / "report_training_curves.png").is_file() and (tmp_path / "report_roc_pr.png").is_file()
