@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class ReportInputs:
     baseline_predictions: np.ndarray | None = None  # [n] class ids of the TF-IDF baseline
     history: dict[str, Any] | None = None  # history.json: {"best_epoch", "epochs": [...]}
     config: dict[str, Any] = field(default_factory=dict)  # the model's config.json
+    explain: Callable[[str], str] | None = None  # a text with its deciding words marked [+word]/[-word]
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -112,13 +114,17 @@ def length_buckets(lengths: np.ndarray, correct: np.ndarray, buckets: int = LENG
     return out
 
 
-def _examples(order: np.ndarray, inputs: ReportInputs, probabilities: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
+def _examples(order: np.ndarray, inputs: ReportInputs, probabilities: np.ndarray, names: list[str],
+              explain: bool = False) -> list[dict[str, Any]]:
     predictions = probabilities.argmax(axis=1)
-    return [
-        {"text": _clip(inputs.texts[i]), "true": names[int(inputs.labels[i])], "predicted": names[int(predictions[i])],
-         "probability": float(probabilities[i, predictions[i]])}
-        for i in order[:EXAMPLES]
-    ]
+    rows = []
+    for i in order[:EXAMPLES]:
+        row = {"text": _clip(inputs.texts[i]), "true": names[int(inputs.labels[i])], "predicted": names[int(predictions[i])],
+               "probability": float(probabilities[i, predictions[i]])}
+        if explain and inputs.explain is not None:
+            row["explained"] = _clip(inputs.explain(inputs.texts[i]))
+        rows.append(row)
+    return rows
 
 
 def add_report_metrics(metrics: dict[str, Any], inputs: ReportInputs) -> None:
@@ -152,7 +158,7 @@ def add_report_metrics(metrics: dict[str, Any], inputs: ReportInputs) -> None:
     confidence = probabilities.max(axis=1)
     wrong, right = np.flatnonzero(~correct), np.flatnonzero(correct)
     metrics["examples"] = {
-        "confident_mistakes": _examples(wrong[np.argsort(-confidence[wrong], kind="stable")], inputs, probabilities, names),
+        "confident_mistakes": _examples(wrong[np.argsort(-confidence[wrong], kind="stable")], inputs, probabilities, names, explain=True),
         "unsure_correct": _examples(right[np.argsort(confidence[right], kind="stable")], inputs, probabilities, names),
     }
 
@@ -387,7 +393,11 @@ def build_blocks(metrics: dict[str, Any], inputs: ReportInputs, images: dict[str
 
     # 6. examples
     blocks.append(("h2", f"6. The {EXAMPLES} most confident mistakes"))
-    blocks.append(_example_table(metrics["examples"]["confident_mistakes"]))
+    mistakes = metrics["examples"]["confident_mistakes"]
+    if any("explained" in r for r in mistakes):
+        blocks.append(("p", "Words in [+brackets] pushed the model towards its (wrong) prediction, [-words] against it: "
+                            "occlusion, the change in the predicted probability when the word is taken out (as predict --explain)."))
+    blocks.append(_example_table(mistakes))
     blocks.append(("h2", f"The {EXAMPLES} least confident correct predictions"))
     blocks.append(_example_table(metrics["examples"]["unsure_correct"]))
 
@@ -409,7 +419,7 @@ def _example_table(rows: list[dict[str, Any]]) -> tuple:
     if not rows:
         return ("p", "None.")
     return ("table", ["#", "Text", "True", "Predicted", "Probability"],
-            [[str(i), r["text"], r["true"], r["predicted"], _f(r["probability"])] for i, r in enumerate(rows, start=1)])
+            [[str(i), r.get("explained", r["text"]), r["true"], r["predicted"], _f(r["probability"])] for i, r in enumerate(rows, start=1)])
 
 
 def _join(value: Any) -> str:

@@ -22,7 +22,7 @@ from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, from_dict
 from .data import LoadedData, describe_sizes, load_data
 from .errors import DataError
 from .evaluation import compute_metrics, tfidf_baseline, write_reports
-from .predict import batched_logits
+from .predict import Predictor, batched_logits
 from .report import ReportInputs, add_report_metrics, write_report
 from .tokenization import encode
 from .training import TrainResult, train
@@ -91,6 +91,7 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
         labels=labels, logits=logits, temperature=temperature, texts=list(data.splits[split]["text"]),
         lengths=np.array([len(ids) for ids in result.encoded[split]]), baseline_predictions=baseline_predictions,
         history=history, config=run_facts,
+        explain=_explainer(Predictor(result.model, result.tokenizer, data.label_names, temperature, device=result.device)),
     )
     add_report_metrics(metrics, inputs)
 
@@ -103,6 +104,13 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     save_atomically(output_dir, write)
     checkpoints.remove()
     return metrics
+
+
+def _explainer(predictor: Predictor):
+    """A text with the words that decided its prediction marked, as `predict --explain` shows it."""
+    from .explain import explain, mark
+
+    return lambda text: mark(text, explain(predictor, text)["explanation"])
 
 
 def _logits(result: TrainResult, split: str) -> np.ndarray:
@@ -149,6 +157,7 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
         labels=labels, logits=logits, temperature=temperature, texts=list(target["text"]),
         lengths=np.array([len(ids) for ids in sequences]), baseline_predictions=baseline_predictions,
         history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=loaded.config,
+        explain=_explainer(Predictor(loaded.model, loaded.tokenizer, loaded.label_names, temperature)),
     )
     add_report_metrics(metrics, inputs)
     out = Path(output_dir) if output_dir is not None else Path(artifacts) / "evaluation" / split

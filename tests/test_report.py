@@ -95,3 +95,22 @@ def test_three_class_report_without_baseline(tmp_path):
     assert set(metrics["curves"]["roc_auc"]) == {"a", "b", "c"}
     assert "No baseline" in markdown and "\\| with a pipe" in markdown
     assert (tmp_path / "report_training_curves.png").is_file() and (tmp_path / "report_roc_pr.png").is_file()
+
+
+def test_mistakes_table_explains_each_error(trained_dir, tmp_path):
+    """Labels flipped on purpose: every listed mistake carries the occlusion marks that predict --explain shows."""
+    from conftest import make_rows, write_csv
+
+    from sentiment_gru.config import DataConfig
+    from sentiment_gru.runs import evaluate_saved
+
+    rows = [{**r, "label": "negative" if r["label"] == "positive" else "positive"} for r in make_rows(30, seed=12)]
+    flipped = write_csv(tmp_path / "flipped.csv", rows)
+    metrics, out = evaluate_saved(trained_dir, DataConfig(test_file=str(flipped)), None, tmp_path / "eval")
+    mistakes = metrics["examples"]["confident_mistakes"]
+    assert len(mistakes) >= 10
+    assert all("explained" in m for m in mistakes)
+    # near-certain (saturated) mistakes barely move when a word is removed, so not every row has marks
+    assert sum("[+" in m["explained"] for m in mistakes) >= len(mistakes) // 2
+    report = (out / "report.md").read_text()
+    assert mistakes[0]["explained"].replace("|", "\\|") in report
