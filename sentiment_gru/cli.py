@@ -221,14 +221,19 @@ def _predict(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(predictor, texts, args.json, out)
     for text, result in predictor.predict_stream(texts, batch_size=args.batch_size):
-        if args.json:
-            out.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
-        elif result["label"] is None:
-            out.write(f"-\t-\t({result['error']}: no prediction)\n")
-        else:
-            out.write(f"{result['label']}\t{result['probability']:.4f}\t{_preview(text)}\n")
+        _write(out, text, result, args.json, _preview(text))
     out.flush()
     return 0
+
+
+def _write(out, text: str, result: dict, as_json: bool, shown: str) -> None:
+    """One output line: JSON Lines, or label, probability and the text as `shown`."""
+    if as_json:
+        out.write(json.dumps({"text": text, **result}, ensure_ascii=False) + "\n")
+    elif result["label"] is None:
+        out.write(f"-\t-\t({result['error']}: no prediction)\n")
+    else:
+        out.write(f"{result['label']}\t{result['probability']:.4f}\t{shown}\n")
 
 
 def _explain(predictor, texts, as_json: bool, out) -> int:
@@ -237,14 +242,9 @@ def _explain(predictor, texts, as_json: bool, out) -> int:
     colour = out.isatty()
     for text in texts:
         result = explain(predictor, text)
-        if as_json:
-            tokens = [{"token": t["token"], "score": t["score"]} for t in result["explanation"]]
-            out.write(json.dumps({"text": text, **{k: v for k, v in result.items() if k != "explanation"}, "explanation": tokens},
-                                 ensure_ascii=False) + "\n")
-        elif result["label"] is None:
-            out.write(f"-\t-\t({result['error']}: no prediction)\n")
-        else:
-            out.write(f"{result['label']}\t{result['probability']:.4f}\t{mark(text, result['explanation'], colour=colour)}\n")
+        shown = "" if as_json or result["label"] is None else mark(text, result["explanation"], colour=colour)
+        result["explanation"] = [{"token": t["token"], "score": t["score"]} for t in result["explanation"]]
+        _write(out, text, result, as_json, shown)
     out.flush()
     return 0
 
