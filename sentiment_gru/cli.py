@@ -75,61 +75,79 @@ def _gave_data(args: argparse.Namespace) -> bool:
 # ---------------------------------------------------------------- train
 
 
+# train.py option -> (configuration section, field); options left out keep the preset's or the default value
+TRAIN_OPTIONS = {
+    "tokenizer": ("tokenizer", "kind"), "vocab_size": ("tokenizer", "vocab_size"), "max_length": ("tokenizer", "max_length"),
+    "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"), "num_layers": ("model", "num_layers"),
+    "dropout": ("model", "dropout"), "embedding_dropout": ("model", "embedding_dropout"), "pooling": ("model", "pooling"),
+    "ensemble": ("model", "ensemble_size"), "gru_impl": ("model", "gru_impl"),
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
+    "weight_decay": ("train", "weight_decay"), "label_smoothing": ("train", "label_smoothing"), "patience": ("train", "patience"),
+    "seed": ("train", "seed"), "device": ("train", "device"),
+}
+
+
 def train_parser() -> argparse.ArgumentParser:
-    from .config import GRU_IMPLS, POOLING_CHOICES, TOKENIZER_KINDS, ModelConfig, TokenizerConfig, TrainConfig
+    from .config import GRU_IMPLS, POOLING_CHOICES, PRESETS, TOKENIZER_KINDS, ModelConfig, TokenizerConfig, TrainConfig
 
     m, t, k = ModelConfig(), TrainConfig(), TokenizerConfig()
-    parser = argparse.ArgumentParser(prog="train", description="Train a bidirectional GRU sentiment classifier.")
+    parser = argparse.ArgumentParser(
+        prog="train", description="Train a bidirectional GRU sentiment classifier. Defaults shown are those without --preset.",
+        argument_default=None,
+    )
     add_data_arguments(parser)
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="start from the settings for a dataset family: snippets (short reviews), treebank (SST-2), reviews (IMDB)")
     g = parser.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", choices=TOKENIZER_KINDS, default=k.kind, help="subword model (default: %(default)s)")
-    g.add_argument("--vocab-size", type=int, default=k.vocab_size, help="largest vocabulary (default: %(default)s)")
-    g.add_argument("--max-length", type=int, default=k.max_length, help="tokens kept per text (default: %(default)s)")
+    g.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help=f"subword model (default: {k.kind})")
+    g.add_argument("--vocab-size", type=int, help=f"largest vocabulary (default: {k.vocab_size})")
+    g.add_argument("--max-length", type=int, help=f"tokens kept per text (default: {k.max_length})")
     g = parser.add_argument_group("model")
-    g.add_argument("--embedding-dim", type=int, default=m.embedding_dim, help="(default: %(default)s)")
-    g.add_argument("--hidden-size", type=int, default=m.hidden_size, help="GRU state per direction (default: %(default)s)")
-    g.add_argument("--num-layers", type=int, default=m.num_layers, help="bidirectional GRU layers (default: %(default)s)")
-    g.add_argument("--dropout", type=float, default=m.dropout, help="(default: %(default)s)")
-    g.add_argument("--embedding-dropout", type=float, default=m.embedding_dropout, help="token dropout (default: %(default)s)")
-    g.add_argument("--pooling", default=",".join(m.pooling), help=f"comma-separated, from {', '.join(POOLING_CHOICES)} (default: %(default)s)")
-    g.add_argument("--ensemble", type=int, default=m.ensemble_size,
-                   help="train this many classifiers from consecutive seeds and average their probabilities (default: %(default)s)")
-    g.add_argument("--gru-impl", choices=GRU_IMPLS, default=m.gru_impl,
-                   help="packed: nn.GRU on a PackedSequence; fast: dense kernels, same result; auto: fast on CPU, packed on CUDA")
+    g.add_argument("--embedding-dim", type=int, help=f"(default: {m.embedding_dim})")
+    g.add_argument("--hidden-size", type=int, help=f"GRU state per direction (default: {m.hidden_size})")
+    g.add_argument("--num-layers", type=int, help=f"bidirectional GRU layers (default: {m.num_layers})")
+    g.add_argument("--dropout", type=float, help=f"(default: {m.dropout})")
+    g.add_argument("--embedding-dropout", type=float, help=f"token dropout (default: {m.embedding_dropout})")
+    g.add_argument("--pooling", help=f"comma-separated, from {', '.join(POOLING_CHOICES)} (default: {','.join(m.pooling)})")
+    g.add_argument("--ensemble", type=int,
+                   help=f"train this many classifiers from consecutive seeds and average their probabilities (default: {m.ensemble_size})")
+    g.add_argument("--gru-impl", choices=GRU_IMPLS,
+                   help="packed: nn.GRU on a PackedSequence; fast: same result, faster CPU training; "
+                        "auto (default): fast for CPU training, packed otherwise")
     g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=t.epochs, help="(default: %(default)s)")
-    g.add_argument("--batch-size", type=int, default=t.batch_size, help="(default: %(default)s)")
-    g.add_argument("--learning-rate", type=float, default=t.learning_rate, help="peak AdamW learning rate (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=t.weight_decay, help="(default: %(default)s)")
-    g.add_argument("--label-smoothing", type=float, default=t.label_smoothing, help="(default: %(default)s)")
-    g.add_argument("--patience", type=int, default=t.patience, help="epochs without validation gain before stopping (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=t.seed, help="(default: %(default)s)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=t.device, help="(default: %(default)s)")
+    g.add_argument("--epochs", type=int, help=f"(default: {t.epochs})")
+    g.add_argument("--batch-size", type=int, help=f"(default: {t.batch_size})")
+    g.add_argument("--learning-rate", type=float, help=f"peak AdamW learning rate (default: {t.learning_rate})")
+    g.add_argument("--weight-decay", type=float, help=f"(default: {t.weight_decay})")
+    g.add_argument("--label-smoothing", type=float, help=f"(default: {t.label_smoothing})")
+    g.add_argument("--patience", type=int, help=f"epochs without validation gain before stopping (default: {t.patience})")
+    g.add_argument("--seed", type=int, help=f"(default: {t.seed})")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"(default: {t.device})")
     parser.add_argument("--output-dir", default=DEFAULT_ARTIFACTS, help="model folder to write (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
+    parser.add_argument("--resume", action="store_true", default=False,
                         help="continue an interrupted run from OUTPUT-DIR.checkpoint/ (give the same options)")
-    parser.add_argument("--quiet", action="store_true", help="only warnings and the final summary")
+    parser.add_argument("--quiet", action="store_true", default=False, help="only warnings and the final summary")
     return parser
 
 
+def run_config_from(args: argparse.Namespace):
+    """The run configuration: defaults, then --preset, then the options given."""
+    from .config import TrainConfig, build_run_config
+
+    sections: dict[str, dict] = {"tokenizer": {}, "model": {}, "train": {}}
+    for option, (section, name) in TRAIN_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            sections[section][name] = tuple(p.strip() for p in value.split(",")) if option == "pooling" else value
+    seed = args.seed if args.seed is not None else TrainConfig().seed
+    return build_run_config(data_config_from(args, seed=seed), preset=args.preset, **sections)
+
+
 def _train(args: argparse.Namespace) -> int:
-    from .config import ModelConfig, RunConfig, TokenizerConfig, TrainConfig
     from .runs import train_and_save
 
     _quiet_datasets()
-    config = RunConfig(
-        data=data_config_from(args, seed=args.seed),
-        tokenizer=TokenizerConfig(kind=args.tokenizer, vocab_size=args.vocab_size, max_length=args.max_length),
-        model=ModelConfig(
-            embedding_dim=args.embedding_dim, hidden_size=args.hidden_size, num_layers=args.num_layers, dropout=args.dropout,
-            embedding_dropout=args.embedding_dropout, pooling=tuple(p.strip() for p in args.pooling.split(",")), gru_impl=args.gru_impl,
-            ensemble_size=args.ensemble,
-        ),
-        train=TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-            label_smoothing=args.label_smoothing, patience=args.patience, seed=args.seed, device=args.device,
-        ),
-    )
+    config = run_config_from(args)
     try:
         metrics = train_and_save(config, args.output_dir, progress=None if not args.quiet else False, resume=args.resume)
     except TrainingInterrupted as exc:

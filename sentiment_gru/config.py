@@ -165,3 +165,31 @@ def from_dict(cls: type, values: dict[str, Any]):
     if unknown:
         raise ConfigError(f"Unknown {cls.__name__} option(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
     return cls(**values)
+
+
+# Named starting points, one per dataset family; explicit options override them. Each is recorded in
+# config.json. "snippets" and "treebank" were measured (README, Results); "reviews" is a starting
+# point for long texts such as IMDB that has not been tuned.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # short review snippets (the default corpus, Rotten Tomatoes, MR): a 5-member ensemble
+    "snippets": {"model": {"ensemble_size": 5}, "train": {"epochs": 8}},
+    # sentence/phrase treebanks (SST-2): many short phrases, so fewer epochs and a 3-member ensemble
+    "treebank": {"model": {"ensemble_size": 3}, "train": {"epochs": 4}},
+    # long reviews (IMDB): longer texts kept, smaller batches, one model
+    "reviews": {"tokenizer": {"vocab_size": 16000, "max_length": 400}, "train": {"epochs": 4, "batch_size": 32}},
+}
+
+
+def build_run_config(data: DataConfig, preset: str | None = None, **sections: dict[str, Any]) -> RunConfig:
+    """The dataclass defaults, then the preset's values, then `sections` (e.g. model={"hidden_size": 64})."""
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    chosen = PRESETS.get(preset, {}) if preset else {}
+    unknown = set(sections) - {"tokenizer", "model", "train"}
+    if unknown:
+        raise ConfigError(f"Unknown configuration section(s): {', '.join(sorted(unknown))}.")
+    built = {
+        name: from_dict(cls, {**chosen.get(name, {}), **sections.get(name, {})})
+        for name, cls in (("tokenizer", TokenizerConfig), ("model", ModelConfig), ("train", TrainConfig))
+    }
+    return RunConfig(data=data, preset=preset, **built)

@@ -124,3 +124,16 @@ def test_ensemble_averages_member_probabilities_and_survives_save_load(tmp_path)
     with torch.no_grad():
         mean = torch.stack([m(ids, lengths).softmax(-1) for m in model.members]).mean(0)
         torch.testing.assert_close(model(ids, lengths).softmax(-1), mean)
+
+
+def test_presets_sit_between_defaults_and_explicit_options():
+    from sentiment_gru.config import DataConfig, build_run_config
+
+    plain = build_run_config(DataConfig())
+    assert plain.model.ensemble_size == 1 and plain.preset is None
+    snippets = build_run_config(DataConfig(), preset="snippets", model={"hidden_size": 64})
+    assert snippets.model.ensemble_size == 5 and snippets.model.hidden_size == 64 and snippets.preset == "snippets"
+    overridden = build_run_config(DataConfig(), preset="treebank", model={"ensemble_size": 1}, train={"epochs": 2})
+    assert overridden.model.ensemble_size == 1 and overridden.train.epochs == 2
+    with pytest.raises(ConfigError, match=r"Unknown preset 'imdb'; choose one of snippets, treebank, reviews"):
+        build_run_config(DataConfig(), preset="imdb")
