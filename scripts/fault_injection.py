@@ -142,10 +142,17 @@ def run(tmp: Path):
     # bad data
     cases = {
         "missing text column": (write_csv(tmp / "nocol.csv", [{"body": "good", "label": "positive"}] * 20), "No text column"),
-        "empty split": (tmp / "empty.csv", "empty"),
+        "empty split": (tmp / "empty.csv", "no usable rows"),
         "single class": (write_csv(tmp / "one.csv", make_rows(40, labels=("positive",))), "class"),
         "unsupported file": (tmp / "train.xlsx", "xlsx"),
+        "non-UTF-8 bytes": (tmp / "latin1.csv", "not valid UTF-8 (lines 42)"),
+        "labels mixing numbers and names": (tmp / "mixed.csv", "mixes numbers and names"),
     }
+    good = make_rows(40)
+    (tmp / "latin1.csv").write_bytes(
+        ("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in good) + "caf\xe9 cr\xe8me,negative\n").encode("latin-1")
+    )
+    write_csv(tmp / "mixed.csv", good[:20] + [{"text": "a fine film", "label": "1"}] + good[20:])
     (tmp / "empty.csv").write_text("text,label\n")
     (tmp / "train.xlsx").write_bytes(b"PK\x03\x04")
     for name, (file, expected) in cases.items():

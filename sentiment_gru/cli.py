@@ -39,7 +39,7 @@ def _quiet_datasets() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its read errors reach the user as our one-line error
 
 
 # ---------------------------------------------------------------- data flags

@@ -77,7 +77,7 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
                     f"Column '{column}' not found in the {split} split of {source['description']}; "
                     f"its columns are: {', '.join(ds.column_names)}. Pass {flag}."
                 )
-        texts, names, skipped = _clean_rows(ds, text_column, label_column, config.label_names)
+        texts, names, skipped = _clean_rows(ds, text_column, label_column, config.label_names, f"the {split} split of {source['description']}")
         if skipped:
             notes.append(f"{split}: {skipped}")
         if not texts:
@@ -164,7 +164,26 @@ def _load_file(path_str: str, split: str):
         reason = _first_line(exc)
         if "corresponds to no data" in reason:
             raise DataError(f"The {split} split ({flag} {path_str}) has no usable rows: the file holds no records.") from None
+        if suffix != ".parquet":
+            bad = _non_utf8_lines(path)
+            if bad:
+                raise DataError(
+                    f"{flag} {path_str}: {len(bad)} line(s) are not valid UTF-8 (lines {_examples(bad)}). "
+                    "Save the file as UTF-8, e.g. iconv -f latin1 -t utf-8."
+                ) from None
         raise DataError(f"{flag} {path_str}: cannot be read as {suffix[1:].upper()} ({reason}). Check its format.") from None
+
+
+def _non_utf8_lines(path: Path) -> list[int]:
+    """Line numbers (from 1) of a text file that do not decode as UTF-8."""
+    bad = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append(number)
+    return bad
 
 
 def _load_dataset(name: str, config_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -209,8 +228,12 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(cause).__name__
 
 
-def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None):
-    """Texts and label names of the usable rows, and a sentence about the skipped ones."""
+def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None, where: str):
+    """Texts and label names of the usable rows, and a sentence about the skipped ones.
+
+    A label column that mixes numbers and names (e.g. `1` beside `positive`) stops the run:
+    which number means which name cannot be guessed safely.
+    """
     feature = ds.features[label_column]
     class_names = list(feature.names) if hasattr(feature, "names") else None
     texts_in = ds[text_column]
@@ -228,12 +251,30 @@ def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[
         else:
             texts.append(text)
             names.append(name)
+    usable = _usable_rows(len(texts_in), empty, unlabelled)
+    numeric = [row for row, name in zip(usable, names) if name.lstrip("-").isdigit()]
+    if numeric and len(numeric) < len(names):
+        if 2 * len(numeric) <= len(names):
+            minority, kind = numeric, "numeric"
+        else:
+            numbered = set(numeric)
+            minority, kind = [row for row in usable if row not in numbered], "named"
+        raise DataError(
+            f"The label column '{label_column}' of {where} mixes numbers and names: {len(minority)} {kind} label(s) "
+            f"(rows {_examples(minority)}) among {len(names)}. Make the labels consistent, or name numbers with --label-names."
+        )
     parts = []
     if empty:
         parts.append(f"skipped {len(empty)} row(s) with empty or missing text (rows {_examples(empty)})")
     if unlabelled:
         parts.append(f"skipped {len(unlabelled)} row(s) with no label (rows {_examples(unlabelled)})")
     return texts, names, "; ".join(parts)
+
+
+def _usable_rows(count: int, *skipped: list[int]) -> list[int]:
+    """Row numbers (from 1) that were not skipped, in order."""
+    dropped = set().union(*map(set, skipped))
+    return [row for row in range(1, count + 1) if row not in dropped]
 
 
 def _examples(rows: list[int]) -> str:

@@ -172,3 +172,19 @@ def test_unknown_labels_at_evaluation(tmp_path):
 def test_dataset_and_files_together_is_refused():
     with pytest.raises(ValueError, match="either --dataset or --train-file"):
         DataConfig(dataset="imdb", train_file="x.csv")
+
+
+def test_non_utf8_lines_are_counted_and_named(tmp_path):
+    path = tmp_path / "latin1.csv"
+    rows = ["text,label"] + [f"fine film {i},positive" for i in range(20)] + ["caf\xe9 cr\xe8me,negative", "d\xe9j\xe0 vu,negative"]
+    path.write_bytes("\n".join(rows).encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.csv: 2 line\(s\) are not valid UTF-8 \(lines 22, 23\)\. Save the file as UTF-8"):
+        load_data(DataConfig(train_file=str(path)))
+
+
+def test_label_column_mixing_numbers_and_names_stops(tmp_path):
+    rows = make_rows(40)
+    rows[4]["label"] = "1"
+    rows[9]["label"] = "0"
+    with pytest.raises(DataError, match=r"mixes numbers and names: 2 numeric label\(s\) \(rows 5, 10\) among 40\. Make the labels consistent"):
+        load_data(DataConfig(train_file=str(write_csv(tmp_path / "t.csv", rows))))
