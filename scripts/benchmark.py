@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epoch", action="store_true", help="time one training epoch instead")
     parser.add_argument("--epoch-texts", type=int, default=25_000, help="texts in the epoch")
     parser.add_argument("--impl", default="fast", choices=["fast", "packed"], help="encoder for --epoch")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="training precision for --epoch (auto: bf16 where the device has bf16 matrix units)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default artifacts/benchmark.json, or artifacts/benchmark_epoch.json)")
     return parser.parse_args(argv)
@@ -47,7 +49,8 @@ def main(argv=None) -> int:
         threads = benchmark.set_threads(args.threads)
         if args.epoch:
             result = benchmark.training_epoch(
-                num_texts=args.epoch_texts, batch_size=args.batch_size, impl=args.impl, device=args.device
+                num_texts=args.epoch_texts, batch_size=args.batch_size, impl=args.impl, device=args.device,
+                precision=args.precision,
             )
             print(benchmark.format_epoch(result))
             default_output = "artifacts/benchmark_epoch.json"

@@ -8,7 +8,6 @@ the same batches, so their ratio holds even when the machine is busy.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import platform
@@ -20,8 +19,10 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from . import kernels
 from .encoder import BiGRUEncoder
 from .errors import ConfigError
+from .precision import autocast, fast_bf16, resolve_precision
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(device: torch.device, bf16: bool):
-    if bf16:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _time(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
     """Median seconds of `step` over `repeats` runs after `warmup` runs."""
     for _ in range(warmup):
@@ -91,7 +86,12 @@ def encoder_throughput(
     num_layers: int = 2,
     seed: int = 0,
 ) -> list[dict]:
-    """Tokens/s of both implementations per max length and mode; one dict per (length, mode)."""
+    """Tokens/s of both implementations per max length and mode; one dict per (length, mode).
+
+    Modes: "train" and "infer" in float32, plus "train-bf16" and "infer-bf16" (autocast) where
+    the device has bf16 matrix units. bf16 rows also give the speed-up over the float32
+    packed reference of the same length, the baseline the project's training replaces.
+    """
     dev = resolve_device(device)
     if batch_size < 1 or repeats < 1 or any(n < 1 for n in lengths):
         raise ConfigError(
@@ -101,21 +101,22 @@ def encoder_throughput(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     encoder = BiGRUEncoder(input_size, hidden_size, num_layers).to(dev)
-    modes = [("train", False), ("infer", False)]
-    if dev.type == "cuda":
-        modes += [("train-bf16", True), ("infer-bf16", True)]
+    modes = [("train", "fp32"), ("infer", "fp32")]
+    if fast_bf16(dev):
+        modes += [("train-bf16", "bf16"), ("infer-bf16", "bf16")]
     rows = []
     for max_len in lengths:
         x = torch.randn(batch_size, max_len, input_size, device=dev, requires_grad=True)
         lens = random_lengths(batch_size, max_len, generator)
         tokens = int(lens.sum())
-        for mode, bf16 in modes:
+        packed_fp32 = {}  # mode without precision -> seconds of the float32 packed reference
+        for mode, precision in modes:
             seconds = {}
             for impl in IMPLS:
                 encoder.impl = impl
 
                 def step():
-                    with _autocast(dev, bf16):
+                    with autocast(precision, dev):
                         if mode.startswith("train"):
                             out, h_n = encoder(x, lens)
                             (out.float().sum() + h_n.float().sum()).backward()
@@ -132,6 +133,11 @@ def encoder_throughput(
                 "fast_tok_s": tokens / seconds["fast"],
                 "speedup": seconds["packed"] / seconds["fast"],
             }
+            kind = mode.split("-")[0]
+            if precision == "fp32":
+                packed_fp32[kind] = seconds["packed"]
+            else:
+                row["speedup_vs_fp32_packed"] = packed_fp32[kind] / seconds["fast"]
             logger.info("len %d %s: packed %.0f tok/s, fast %.0f tok/s (x%.1f)", max_len, mode,
                         row["packed_tok_s"], row["fast_tok_s"], row["speedup"])
             rows.append(row)
@@ -140,10 +146,11 @@ def encoder_throughput(
 
 def format_table(rows: list[dict]) -> str:
     """The throughput rows as a plain-text table."""
-    lines = [f"{'length':>6}  {'mode':<10}  {'packed tok/s':>12}  {'fast tok/s':>10}  {'speed-up':>8}"]
+    lines = [f"{'length':>6}  {'mode':<10}  {'packed tok/s':>12}  {'fast tok/s':>10}  {'speed-up':>8}  {'vs fp32 packed':>14}"]
     for r in rows:
+        versus = f"{r['speedup_vs_fp32_packed']:>13.1f}x" if "speedup_vs_fp32_packed" in r else f"{'':>14}"
         lines.append(f"{r['max_len']:>6}  {r['mode']:<10}  {r['packed_tok_s']:>12.0f}  "
-                     f"{r['fast_tok_s']:>10.0f}  {r['speedup']:>7.1f}x")
+                     f"{r['fast_tok_s']:>10.0f}  {r['speedup']:>7.1f}x  {versus}")
     return "\n".join(lines)
 
 
@@ -209,10 +216,12 @@ def training_epoch(
     num_layers: int = 2,
     impl: str = "fast",
     device: str = "cpu",
+    precision: str = "auto",
     seed: int = 0,
 ) -> dict:
     """Wall time of one epoch (forward + backward + AdamW step) over random-token IMDB-like texts."""
     dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     if num_texts < 1 or batch_size < 1:
         raise ConfigError(f"num_texts and batch_size must be positive. Got {num_texts} and {batch_size}.")
     torch.manual_seed(seed)
@@ -230,8 +239,9 @@ def training_epoch(
         t0 = time.perf_counter()
         ids, lens = collate([texts[i] for i in batch])
         t1 = time.perf_counter()
-        logits = model(ids.to(dev), lens)
-        loss = loss_fn(logits, labels[batch].to(dev))
+        with autocast(precision, dev):
+            logits = model(ids.to(dev), lens)
+        loss = loss_fn(logits.float(), labels[batch].to(dev))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -245,6 +255,7 @@ def training_epoch(
     tokens = sum(lengths)
     return {
         "impl": impl,
+        "precision": precision,
         "num_texts": num_texts,
         "batches": len(batches),
         "tokens": tokens,
@@ -261,7 +272,7 @@ def format_epoch(result: dict) -> str:
     """The epoch measurement as a few readable lines."""
     r = result
     return (
-        f"epoch ({r['impl']}): {r['num_texts']} texts, {r['batches']} batches, "
+        f"epoch ({r['impl']}, {r['precision']}): {r['num_texts']} texts, {r['batches']} batches, "
         f"{r['tokens']} tokens (mean length {r['mean_length']:.0f})\n"
         f"wall time {r['epoch_s']:.1f} s ({r['epoch_s'] / 60:.2f} min), {r['tok_s']:.0f} tok/s\n"
         f"collate {r['collate_ms_per_batch']:.2f} ms/batch vs training step "
@@ -275,5 +286,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "fused_kernels": kernels.load() is not None,
+        "cpu_bf16_matrix_units": fast_bf16("cpu"),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }

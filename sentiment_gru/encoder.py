@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from . import kernels
+
 IMPLS = ("auto", "packed", "fast")
 
 
@@ -75,81 +77,161 @@ class _PackedLayout:
         ranks = torch.empty_like(sorted_indices)
         ranks[sorted_indices] = torch.arange(len(lengths))
         self.last_index = offsets[lengths - 1] + ranks  # [batch]
+        self.first_index = ranks  # original batch element b -> packed row of its first token (t = 0)
 
 
 class _BiGRURecurrence(torch.autograd.Function):
     """Both directions' GRU recurrences over packed rows, given the input projections.
 
-    Inputs: gi: [2, tokens, 3*hidden] (x W_ih^T + b_ih, plus b_hr and b_hz, per direction;
-    direction 1's rows already reversed), w_hh: [2, 3*hidden, hidden], b_hn: [2, hidden].
-    Returns hs: [2, tokens, hidden], direction 1's rows in reversed order.
-    Each step is one batched matmul for both directions plus a few elementwise ops on
-    the rows of the sequences still running; the backward pass mirrors it.
+    Inputs: gi: [tokens, 6*hidden] in packed order (x W_ih^T + b_ih plus b_hr and b_hz;
+    direction 0 in columns :3H, direction 1 in 3H:), w_hh: [2, 3*hidden, hidden],
+    b_hn: [2, hidden]. Returns out: [tokens, 2*hidden], both directions' states in
+    packed order. Each step is one batched matmul for both directions plus the gate
+    arithmetic on the rows of the sequences still running (one fused C call where the
+    compiled kernels apply); the backward pass mirrors it.
     """
 
     @staticmethod
     def forward(ctx, gi, w_hh, b_hn, layout, need_grad):
-        ctx.param_dtype = w_hh.dtype
-        w_hh, b_hn = w_hh.to(gi.dtype), b_hn.to(gi.dtype)  # e.g. bf16 gi under autocast
-        H = w_hh.size(2)
-        tokens = gi.size(1)
-        hs = gi.new_empty(2, tokens, H)  # [2, tokens, H]
-        rz = gi.new_empty(2, tokens, 2 * H)  # gates r, z
-        n = gi.new_empty(2, tokens, H)  # candidate state
-        ghn = gi.new_empty(2, tokens, H)  # W_hn h + b_hn
-        h_prev = gi.new_zeros(2, tokens, H) if need_grad else None  # state before each row's step
-        w_hh_t = w_hh.transpose(1, 2)  # [2, H, 3H]
-        b_hn = b_hn[:, None, :]  # [2, 1, H]
-        h = gi.new_zeros(2, layout.batch_sizes[0], H)  # initial state
-        for t, (off, bs) in enumerate(zip(layout.offsets, layout.batch_sizes)):
-            rows = slice(off, off + bs)
-            h = h[:, :bs]  # sequences still running: the first bs (longest first)
-            if need_grad and t > 0:
-                h_prev[:, rows] = h
-            gh = torch.bmm(h, w_hh_t)  # [2, bs, 3H]
-            rz_t, n_t, ghn_t = rz[:, rows], n[:, rows], ghn[:, rows]
-            torch.add(gi[:, rows, :2 * H], gh[..., :2 * H], out=rz_t).sigmoid_()
-            torch.add(gh[..., 2 * H:], b_hn, out=ghn_t)
-            torch.addcmul(gi[:, rows, 2 * H:], rz_t[..., :H], ghn_t, out=n_t).tanh_()
-            torch.addcmul(n_t, rz_t[..., H:], h - n_t, out=hs[:, rows])  # (1 - z) n + z h
-            h = hs[:, rows]
+        ctx.param_dtype, ctx.gi_dtype = w_hh.dtype, gi.dtype
+        lib = _kernels_for(gi, w_hh)
+        rev = layout.reverse_index.to(gi.device)
+        if lib is not None:
+            # Under CPU autocast gi arrives in bf16; the recurrence itself stays float32.
+            with torch.autocast("cpu", enabled=False):
+                out, saved = _forward_fused(lib, gi.float().contiguous(), w_hh, b_hn, rev, layout, need_grad)
+        else:
+            w_hh, b_hn = w_hh.to(gi.dtype), b_hn.to(gi.dtype)  # e.g. bf16 gi under CUDA autocast
+            out, saved = _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad)
         if need_grad:
-            ctx.layout = layout
-            ctx.save_for_backward(w_hh, h_prev, rz, n, ghn)
-        return hs
+            ctx.lib, ctx.layout = lib, layout
+            ctx.save_for_backward(w_hh, rev, *saved)
+        return out
 
     @staticmethod
-    def backward(ctx, grad_hs):
-        w_hh, h_prev, rz, n, ghn = ctx.saved_tensors
-        layout = ctx.layout
+    def backward(ctx, grad_out):
+        w_hh, rev, h_prev, rz, n, ghn = ctx.saved_tensors
+        if ctx.lib is not None:
+            d_gh, grad_gi = _backward_fused(ctx.lib, grad_out.contiguous(), w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
+        else:
+            d_gh, grad_gi = _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
         H = w_hh.size(2)
-        tokens = h_prev.size(1)
-        dh = grad_hs.clone()  # [2, tokens, H]: d(h) per row, completed from the last step back
-        d_gh = h_prev.new_empty(2, tokens, 3 * H)  # d(W_hh h + b_hh) per gate
-        d_n = h_prev.new_empty(2, tokens, H)  # d(W_in x + b_in + r * ghn)
-        one = h_prev.new_ones(())
-        steps = list(zip(layout.offsets, layout.batch_sizes))
-        for k in range(len(steps) - 1, -1, -1):
-            off, bs = steps[k]
-            rows = slice(off, off + bs)
-            dh_t, rz_t, n_t, d_gh_t = dh[:, rows], rz[:, rows], n[:, rows], d_gh[:, rows]
-            z_t = rz_t[..., H:]
-            dh_z = dh_t * z_t  # d(h_prev) through the z * h term
-            torch.mul(dh_t - dh_z, torch.addcmul(one, n_t, n_t, value=-1), out=d_n[:, rows])
-            torch.mul(d_n[:, rows], rz_t[..., :H], out=d_gh_t[..., 2 * H:])
-            torch.mul(d_n[:, rows], ghn[:, rows], out=d_gh_t[..., :H])
-            torch.mul(dh_t, h_prev[:, rows] - n_t, out=d_gh_t[..., H:2 * H])
-            d_gh_t[..., :2 * H].mul_(torch.addcmul(rz_t, rz_t, rz_t, value=-1))  # sigmoid'
-            if k > 0:
-                prev = steps[k - 1][0]
-                dh_prev = dh[:, prev:prev + bs]
-                dh_prev.add_(dh_z).baddbmm_(d_gh_t, w_hh)
         grad_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)  # [2, 3H, H]: sum_t d_gh_t^T h_{t-1}
         grad_b_hn = d_gh[..., 2 * H:].sum(1)  # [2, H]
-        grad_gi = d_gh  # r and z: same as for W_hh h; n: d_n
-        grad_gi[..., 2 * H:] = d_n
         dtype = ctx.param_dtype
-        return grad_gi, grad_w_hh.to(dtype), grad_b_hn.to(dtype), None, None
+        return grad_gi.to(ctx.gi_dtype), grad_w_hh.to(dtype), grad_b_hn.to(dtype), None, None
+
+
+def _kernels_for(gi: Tensor, w_hh: Tensor):
+    """The compiled step kernels when they apply (CPU, float32 weights, float32 or bf16 gi), else None."""
+    if gi.device.type != "cpu" or w_hh.dtype != torch.float32 or gi.dtype not in (torch.float32, torch.bfloat16):
+        return None
+    return kernels.load()
+
+
+def _forward_fused(lib, gi, w_hh, b_hn, rev, layout, need_grad):
+    """The recurrence with one fused C call per step for the gates; returns out and what backward needs."""
+    H = w_hh.size(2)
+    tokens = gi.size(0)
+    gi1 = gi[:, 3 * H:].index_select(0, rev)  # [tokens, 3H]: direction 1 in step order (direction 0's is gi's)
+    hs = gi.new_empty(2, tokens, H)  # step order: each step's new states, the next step's matmul input
+    rz = gi.new_empty(2, tokens, 2 * H)
+    n = gi.new_empty(2, tokens, H)
+    ghn = gi.new_empty(2, tokens, H)
+    h_prev = gi.new_empty(2, tokens, H) if need_grad else None
+    w_hh_t = w_hh.transpose(1, 2).contiguous()  # [2, H, 3H]
+    b_hn = b_hn.contiguous()
+    gi_p, gi1_p, b_p, hs_p, rz_p, n_p, ghn_p = (t.data_ptr() for t in (gi, gi1, b_hn, hs, rz, n, ghn))
+    h_prev_p = h_prev.data_ptr() if need_grad else None
+    prev = -1
+    for off, bs in zip(layout.offsets, layout.batch_sizes):
+        gh = gi.new_zeros(2, bs, 3 * H) if prev < 0 else torch.bmm(hs[:, prev:prev + bs], w_hh_t)  # [2, bs, 3H]
+        lib.gru_forward_step(gi_p, gi1_p, 6 * H, 3 * H, gh.data_ptr(), b_p, hs_p, rz_p, n_p, ghn_p, h_prev_p,
+                             tokens, off, prev, bs, H)
+        prev = off
+    out = torch.cat([hs[0], hs[1].index_select(0, rev)], 1)  # [tokens, 2H]; rev is its own inverse
+    return out, (h_prev, rz, n, ghn)
+
+
+def _backward_fused(lib, grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
+    """d(W_hh h + b_hh) per gate (step order) and d(gi) (packed order): one C call and one matmul per step."""
+    H = w_hh.size(2)
+    tokens = h_prev.size(1)
+    go1 = grad_out[:, H:].index_select(0, rev)  # [tokens, H]: direction 1 in step order
+    dh = h_prev.new_empty(2, tokens, H)  # step order: the share each row's state gets from the next step
+    d_gh = h_prev.new_empty(2, tokens, 3 * H)
+    grad_gi = h_prev.new_empty(tokens, 6 * H)  # direction 0's columns written by the kernel
+    gg1 = h_prev.new_empty(tokens, 3 * H)  # direction 1 in step order
+    grads = (grad_out.data_ptr(), go1.data_ptr(), 2 * H, H, grad_gi.data_ptr(), gg1.data_ptr(), 6 * H, 3 * H)
+    saved = [t.data_ptr() for t in (rz, n, ghn, h_prev, d_gh)]
+    m, m_rows = None, 0  # the next step's d_gh W_hh: [2, m_rows, H]
+    steps = list(zip(layout.offsets, layout.batch_sizes))
+    for k in range(len(steps) - 1, -1, -1):
+        off, bs = steps[k]
+        prev = steps[k - 1][0] if k > 0 else -1
+        lib.gru_backward_step(*grads, dh.data_ptr(), m.data_ptr() if m is not None else None, *saved,
+                              tokens, off, prev, bs, m_rows, H)
+        if k > 0:
+            m, m_rows = torch.bmm(d_gh[:, off:off + bs], w_hh), bs
+    grad_gi[:, 3 * H:] = gg1.index_select(0, rev)
+    return d_gh, grad_gi
+
+
+def _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad):
+    """The recurrence in torch operations (any dtype and device); returns out and what backward needs."""
+    H = w_hh.size(2)
+    tokens = gi.size(0)
+    gi = torch.stack([gi[:, :3 * H], gi[:, 3 * H:].index_select(0, rev)])  # [2, tokens, 3H], step order
+    hs = gi.new_empty(2, tokens, H)  # [2, tokens, H]
+    rz = gi.new_empty(2, tokens, 2 * H)  # gates r, z
+    n = gi.new_empty(2, tokens, H)  # candidate state
+    ghn = gi.new_empty(2, tokens, H)  # W_hn h + b_hn
+    h_prev = gi.new_zeros(2, tokens, H) if need_grad else None  # state before each row's step
+    w_hh_t = w_hh.transpose(1, 2)  # [2, H, 3H]
+    b_hn = b_hn[:, None, :]  # [2, 1, H]
+    h = gi.new_zeros(2, layout.batch_sizes[0], H)  # initial state
+    for t, (off, bs) in enumerate(zip(layout.offsets, layout.batch_sizes)):
+        rows = slice(off, off + bs)
+        h = h[:, :bs]  # sequences still running: the first bs (longest first)
+        if need_grad and t > 0:
+            h_prev[:, rows] = h
+        gh = torch.bmm(h, w_hh_t)  # [2, bs, 3H]
+        rz_t, n_t, ghn_t = rz[:, rows], n[:, rows], ghn[:, rows]
+        torch.add(gi[:, rows, :2 * H], gh[..., :2 * H], out=rz_t).sigmoid_()
+        torch.add(gh[..., 2 * H:], b_hn, out=ghn_t)
+        torch.addcmul(gi[:, rows, 2 * H:], rz_t[..., :H], ghn_t, out=n_t).tanh_()
+        torch.addcmul(n_t, rz_t[..., H:], h - n_t, out=hs[:, rows])  # (1 - z) n + z h
+        h = hs[:, rows]
+    out = torch.cat([hs[0], hs[1].index_select(0, rev)], 1)  # rev is its own inverse
+    return out, (h_prev, rz, n, ghn)
+
+
+def _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
+    """d(W_hh h + b_hh) per gate (step order) and d(gi) (packed order), in torch operations."""
+    H = w_hh.size(2)
+    tokens = h_prev.size(1)
+    dh = torch.stack([grad_out[:, :H], grad_out[:, H:].index_select(0, rev)])  # [2, tokens, H], step order
+    d_gh = h_prev.new_empty(2, tokens, 3 * H)  # d(W_hh h + b_hh) per gate
+    d_n = h_prev.new_empty(2, tokens, H)  # d(W_in x + b_in + r * ghn)
+    one = h_prev.new_ones(())
+    steps = list(zip(layout.offsets, layout.batch_sizes))
+    for k in range(len(steps) - 1, -1, -1):
+        off, bs = steps[k]
+        rows = slice(off, off + bs)
+        dh_t, rz_t, n_t, d_gh_t = dh[:, rows], rz[:, rows], n[:, rows], d_gh[:, rows]
+        z_t = rz_t[..., H:]
+        dh_z = dh_t * z_t  # d(h_prev) through the z * h term
+        torch.mul(dh_t - dh_z, torch.addcmul(one, n_t, n_t, value=-1), out=d_n[:, rows])
+        torch.mul(d_n[:, rows], rz_t[..., :H], out=d_gh_t[..., 2 * H:])
+        torch.mul(d_n[:, rows], ghn[:, rows], out=d_gh_t[..., :H])
+        torch.mul(dh_t, h_prev[:, rows] - n_t, out=d_gh_t[..., H:2 * H])
+        d_gh_t[..., :2 * H].mul_(torch.addcmul(rz_t, rz_t, rz_t, value=-1))  # sigmoid'
+        if k > 0:
+            prev = steps[k - 1][0]
+            dh_prev = dh[:, prev:prev + bs]
+            dh_prev.add_(dh_z).baddbmm_(d_gh_t, w_hh)
+    d_gi = torch.cat([d_gh[..., :2 * H], d_n], 2)  # [2, tokens, 3H], step order
+    return d_gh, torch.cat([d_gi[0], d_gi[1].index_select(0, rev)], 1)
 
 
 class BiGRUEncoder(nn.Module):
@@ -214,12 +296,10 @@ class BiGRUEncoder(nn.Module):
             )
         layout = _PackedLayout(lengths, seq)
         padded_index = layout.padded_index.to(x.device)
-        reverse_index = layout.reverse_index.to(x.device)
-        tokens = len(reverse_index)
-        both_index = torch.cat([torch.arange(tokens, device=x.device), reverse_index])  # natural, reversed
+        first_index = layout.first_index.to(x.device)
         last_index = layout.last_index.to(x.device)
         need_grad = torch.is_grad_enabled()
-        layer_in = x.reshape(batch * seq, -1).index_select(0, padded_index)  # [tokens, input_size]
+        layer_in = x.reshape(batch * seq, -1).index_select(0, padded_index)  # [tokens, input_size], packed order
         finals = []
         for layer in range(gru.num_layers):
             if layer > 0 and gru.dropout > 0 and self.training:
@@ -227,16 +307,15 @@ class BiGRUEncoder(nn.Module):
                 noise = torch.empty_like(layer_in).bernoulli_(1 - gru.dropout).div_(1 - gru.dropout)
                 layer_in = layer_in * noise
             w = gru._flat_weights[layer * 8:(layer + 1) * 8]  # w_ih, w_hh, b_ih, b_hh; then reverse
-            both_in = layer_in.index_select(0, both_index).view(2, tokens, -1)  # [2, tokens, in]
-            w_ih = torch.stack([w[0], w[4]])  # [2, 3H, in]
+            w_ih = torch.cat([w[0], w[4]])  # [6H, in]
             b_hh = torch.stack([w[3], w[7]])  # [2, 3H]
             # b_hr and b_hz add to the input projection; b_hn stays inside r * (...).
-            bias = torch.stack([w[2], w[6]]) + torch.cat([b_hh[:, :2 * H], b_hh.new_zeros(2, H)], 1)
-            gi = torch.baddbmm(bias[:, None, :], both_in, w_ih.transpose(1, 2))  # [2, tokens, 3H]
-            hs = _BiGRURecurrence.apply(
+            bias = torch.stack([w[2], w[6]]) + torch.cat([b_hh[:, :2 * H], b_hh.new_zeros(2, H)], 1)  # [2, 3H]
+            gi = torch.addmm(bias.reshape(-1), layer_in, w_ih.t())  # [tokens, 6H]
+            layer_in = _BiGRURecurrence.apply(
                 gi, torch.stack([w[1], w[5]]), b_hh[:, 2 * H:], layout, need_grad
-            )  # [2, tokens, H]; direction 1 in reversed order
-            finals.append(hs[:, last_index])  # [2, batch, H]
-            layer_in = torch.cat([hs[0], hs[1].index_select(0, reverse_index)], 1)  # [tokens, 2H]
+            )  # [tokens, 2H]
+            # Direction 0 ends at each sequence's last token, direction 1 at its first.
+            finals += [layer_in[last_index, :H], layer_in[first_index, H:]]
         out = layer_in.new_zeros(batch * seq, 2 * H).index_copy(0, padded_index, layer_in)
-        return out.view(batch, seq, 2 * H), torch.cat(finals, 0)
+        return out.view(batch, seq, 2 * H), torch.stack(finals)

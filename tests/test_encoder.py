@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from sentiment_gru import encoder as encoder_module
+from sentiment_gru import kernels
 from sentiment_gru.encoder import BiGRUEncoder, resolve_impl
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -21,6 +23,18 @@ def _run(encoder, impl, x, lengths, seed=0):
     return out.detach(), h_n.detach(), x.grad, grads
 
 
+@pytest.fixture(params=["kernels", "torch-ops"])
+def steps(request, monkeypatch):
+    """The fast path's step arithmetic: the compiled C kernels, or torch operations (the fallback)."""
+    if request.param == "kernels":
+        if kernels._compiler() is None:
+            pytest.skip("no C compiler here")
+        assert kernels.load() is not None, "the C kernels did not build with this machine's compiler"
+    else:
+        monkeypatch.setattr(encoder_module, "_kernels_for", lambda gi, w_hh: None)
+    return request.param
+
+
 CASES = [
     # num_layers, input_size, hidden_size, lengths, seq
     (1, 5, 4, [3, 1, 7, 7, 2, 5], 9),  # seq > max length, a length-1 sequence
@@ -32,7 +46,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("num_layers, input_size, hidden_size, lengths, seq", CASES)
-def test_fast_matches_packed_outputs_states_and_gradients(num_layers, input_size, hidden_size, lengths, seq):
+def test_fast_matches_packed_outputs_states_and_gradients(num_layers, input_size, hidden_size, lengths, seq, steps):
     torch.manual_seed(num_layers * 100 + hidden_size)
     encoder = BiGRUEncoder(input_size, hidden_size, num_layers)
     lengths = torch.tensor(lengths)
@@ -49,7 +63,7 @@ def test_fast_matches_packed_outputs_states_and_gradients(num_layers, input_size
     assert (fast[0][padding] == 0).all()
 
 
-def test_dropout_in_training_matches_packed_given_the_same_seed():
+def test_dropout_in_training_matches_packed_given_the_same_seed(steps):
     # The fast path draws its mask exactly as nn.GRU does on the packed data.
     encoder = BiGRUEncoder(6, 5, num_layers=3, dropout=0.4).train()
     lengths = torch.tensor([3, 8, 1, 8, 5])
@@ -67,7 +81,7 @@ def test_dropout_in_training_matches_packed_given_the_same_seed():
         torch.testing.assert_close(g_f[name], g_p[name], **TOL, msg=name)
 
 
-def test_dropout_is_off_in_eval_mode():
+def test_dropout_is_off_in_eval_mode(steps):
     encoder = BiGRUEncoder(4, 3, num_layers=2, dropout=0.5, impl="fast").eval()
     x, lengths = torch.randn(3, 6, 4), torch.tensor([6, 2, 4])
     with torch.no_grad():
@@ -75,6 +89,50 @@ def test_dropout_is_off_in_eval_mode():
         torch.testing.assert_close(encoder(x, lengths), fast)
         encoder.impl = "packed"
         torch.testing.assert_close(encoder(x, lengths), fast, **TOL)
+
+
+def test_bf16_autocast_keeps_the_recurrence_in_float32(steps):
+    # Under CPU autocast the projections run in bf16; outputs stay float32 and close to the
+    # float32 reference (bf16 has 8 bits of mantissa), and gradients reach every parameter.
+    torch.manual_seed(5)
+    encoder = BiGRUEncoder(16, 12, num_layers=2)
+    lengths = torch.tensor([9, 3, 1, 9, 6])
+    x = torch.randn(5, 9, 16)
+    ref = _run(encoder, "packed", x, lengths)
+    encoder.impl = "fast"
+    encoder.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, h_n = encoder(x, lengths)
+    assert out.dtype == torch.float32 if steps == "kernels" else out.dtype in (torch.float32, torch.bfloat16)
+    torch.testing.assert_close(out.float(), ref[0], atol=3e-2, rtol=0)
+    torch.testing.assert_close(h_n.float(), ref[1], atol=3e-2, rtol=0)
+    (out.float().sum() + h_n.float().sum()).backward()
+    for name, p in encoder.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_kernels_build_once_into_the_cache_and_fall_back_without_a_compiler(tmp_path, monkeypatch, caplog):
+    compiler = kernels._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
+    library = kernels._build(compiler)
+    assert library.parent == tmp_path / "cache" and library.suffix == ".so"
+    stamp = library.stat().st_mtime_ns
+    assert kernels._build(compiler) == library and library.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert list(library.parent.iterdir()) == [library]  # no temporary files left
+
+    kernels.load.cache_clear()
+    try:
+        monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "empty"))
+        monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+        assert kernels.load() is None
+        assert "could not build the fused GRU kernels" in caplog.text
+        kernels.load.cache_clear()
+        monkeypatch.setenv("SENTIMENT_GRU_KERNELS", "0")
+        assert kernels.load() is None
+    finally:
+        kernels.load.cache_clear()
 
 
 # --- Oracle: a GRU written from the equations, run token by token -------------------------

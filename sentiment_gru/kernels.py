@@ -1,0 +1,98 @@
+"""The fused GRU step kernels (gru_kernels.c), compiled on first use and loaded with ctypes.
+
+The C source is built with the system's C compiler into a per-user cache folder
+(`$SENTIMENT_GRU_CACHE`, else `$XDG_CACHE_HOME/sentiment_gru`, else
+`~/.cache/sentiment_gru`), once per source version, compiler and CPU. Where no
+compiler works, `load()` returns None and the encoder computes the same steps with
+torch operations: slower, never wrong. `SENTIMENT_GRU_KERNELS=0` turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("gru_kernels.c")
+# -ffast-math lets the compiler use glibc's vectorised expf/tanhf; NaN still propagates through them.
+FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
+
+_long, _ptr = ctypes.c_long, ctypes.c_void_p
+_SIGNATURES = {
+    "gru_forward_step": [_ptr, _ptr, _long, _long] + [_ptr] * 7 + [_long] * 5,
+    "gru_backward_step": [_ptr, _ptr, _long, _long] * 2 + [_ptr] * 7 + [_long] * 6,
+}
+
+
+def cache_dir() -> Path:
+    if os.environ.get("SENTIMENT_GRU_CACHE"):
+        return Path(os.environ["SENTIMENT_GRU_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sentiment_gru"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_id() -> str:
+    """Something that changes when -march=native would: the CPU model and its feature flags."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return platform.machine() + line
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def _build(compiler: str) -> Path:
+    """Compile the source into the cache (atomically) unless this build is there; return the library."""
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_id()]).encode()).hexdigest()[:16]
+    library = cache_dir() / f"gru_kernels-{key}.so"
+    if library.is_file():
+        return library
+    library.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=library.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
+        os.replace(tmp, library)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return library
+
+
+@functools.cache
+def load() -> ctypes.CDLL | None:
+    """The compiled kernels, or None when they are turned off or cannot be built here."""
+    if os.environ.get("SENTIMENT_GRU_KERNELS", "1") == "0":
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        log.info("no C compiler found: the GRU fast path uses torch operations (slower)")
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", None) or err
+        log.warning("could not build the fused GRU kernels (%s); using torch operations (slower)", str(detail).strip()[:300])
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib

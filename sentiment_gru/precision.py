@@ -1,0 +1,36 @@
+"""Training precision: float32, or bf16 mixed precision (autocast) where the hardware runs it fast."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def fast_bf16(device: torch.device | str) -> bool:
+    """Whether `device` has bf16 matrix units: a CUDA GPU with bf16 support, or a CPU with AMX tiles."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(check and check())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The concrete precision ("fp32" or "bf16") for `precision` on `device`: auto means bf16 where it is fast."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Got {precision!r} instead.")
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device | str):
+    """A context that runs the forward pass in `precision` ("fp32": a no-op)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
