@@ -150,13 +150,15 @@ class Checkpoints:
 
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def check_stop(self, where: str) -> None:
-        """Raise TrainingInterrupted when a signal arrived; call right after saving a checkpoint."""
-        if self.stop_signal is not None:
+    def check_stop(self, where: str, signum: int | None = None) -> None:
+        """Raise TrainingInterrupted when a signal arrived; call right after saving a checkpoint.
+
+        With several processes, `signum` is the signal they agreed on (None: go on), not this one's own.
+        """
+        signum = self.stop_signal if signum is None else signum
+        if signum is not None:
             raise TrainingInterrupted(
-                f"{SIGNAL_NAMES.get(self.stop_signal, self.stop_signal)} received: stopped {where}; "
-                f"checkpoint saved in {self.folder}/.",
-                self.stop_signal,
+                f"{SIGNAL_NAMES.get(signum, signum)} received: stopped {where}; checkpoint saved in {self.folder}/.", signum,
             )
 
     @contextlib.contextmanager

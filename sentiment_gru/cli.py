@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,10 @@ DEFAULT_ARTIFACTS = "artifacts"
 
 def _run(command, argv, parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO, format="%(message)s", force=True)
+    level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    if os.environ.get("RANK", "0") != "0":
+        level = logging.ERROR  # started by torchrun: rank 0 alone logs
+    logging.basicConfig(level=level, format="%(message)s", force=True)
     try:
         return command(args)
     except UserError as exc:
@@ -61,10 +65,15 @@ def data_config_from(args: argparse.Namespace, seed: int = 13):
     from .config import DataConfig
 
     names = tuple(n.strip() for n in args.label_names.split(",")) if args.label_names else None
+    streaming = {"streaming": True} if getattr(args, "streaming", False) else {}
+    if getattr(args, "stream_sample_size", None) is not None:
+        if not streaming:
+            raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
+        streaming["stream_sample_size"] = args.stream_sample_size
     return DataConfig(
         dataset=args.dataset, dataset_config=args.dataset_config, train_file=args.train_file,
         validation_file=args.validation_file, test_file=args.test_file, text_column=args.text_column,
-        label_column=args.label_column, label_names=names, seed=seed,
+        label_column=args.label_column, label_names=names, seed=seed, **streaming,
     )
 
 
@@ -83,12 +92,12 @@ TRAIN_OPTIONS = {
     "ensemble": ("model", "ensemble_size"), "gru_impl": ("model", "gru_impl"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
     "weight_decay": ("train", "weight_decay"), "label_smoothing": ("train", "label_smoothing"), "patience": ("train", "patience"),
-    "seed": ("train", "seed"), "device": ("train", "device"),
+    "seed": ("train", "seed"), "device": ("train", "device"), "num_proc": ("train", "num_proc"),
 }
 
 
 def train_parser() -> argparse.ArgumentParser:
-    from .config import GRU_IMPLS, POOLING_CHOICES, PRESETS, TOKENIZER_KINDS, ModelConfig, TokenizerConfig, TrainConfig
+    from .config import GRU_IMPLS, POOLING_CHOICES, PRESETS, TOKENIZER_KINDS, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
 
     m, t, k = ModelConfig(), TrainConfig(), TokenizerConfig()
     parser = argparse.ArgumentParser(
@@ -123,6 +132,12 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, help=f"epochs without validation gain before stopping (default: {t.patience})")
     g.add_argument("--seed", type=int, help=f"(default: {t.seed})")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"(default: {t.device})")
+    g.add_argument("--num-proc", type=int, help=f"processes that tokenize the data (datasets.map; default: {t.num_proc})")
+    g = parser.add_argument_group("large corpora (see README, Scaling; several processes: start with torchrun)")
+    g.add_argument("--streaming", action="store_true", default=False,
+                   help="read the train split as a stream, never whole: the tokenizer learns from a sample, validation is held in memory")
+    g.add_argument("--stream-sample-size", type=int,
+                   help=f"with --streaming: texts from the start of the stream the tokenizer learns from (default: {DataConfig().stream_sample_size})")
     parser.add_argument("--output-dir", default=DEFAULT_ARTIFACTS, help="model folder to write (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", default=False,
                         help="continue an interrupted run from OUTPUT-DIR.checkpoint/ (give the same options)")
@@ -150,6 +165,8 @@ def _train(args: argparse.Namespace) -> int:
     config = run_config_from(args)
     try:
         metrics = train_and_save(config, args.output_dir, progress=None if not args.quiet else False, resume=args.resume)
+        if metrics is None:  # another process than rank 0 of a torchrun run: rank 0 reports
+            return 0
     except TrainingInterrupted as exc:
         import shlex
 

@@ -104,6 +104,7 @@ class TrainConfig:
     bucket_size: int = 50  # batches whose texts are sorted by length together
     seed: int = 13  # seeds Python, NumPy and torch
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    num_proc: int = 1  # worker processes that tokenize the splits (datasets.map)
 
     def __post_init__(self) -> None:
         _check_int("TrainConfig", "epochs", self.epochs, 1, 10_000)
@@ -117,6 +118,7 @@ class TrainConfig:
         _check_int("TrainConfig", "bucket_size", self.bucket_size, 1)
         _check_int("TrainConfig", "seed", self.seed, 0, 2**32 - 1)
         _check_choice("TrainConfig", "device", self.device, ("auto", "cpu", "cuda"))
+        _check_int("TrainConfig", "num_proc", self.num_proc, 1, 256)
 
 
 @dataclass
@@ -131,13 +133,21 @@ class DataConfig:
     label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1, in order
     validation_fraction: float = 0.1  # carved from train when there is no validation split
     seed: int = 13  # seeds the carved validation split
+    streaming: bool = False  # read the train split as a stream, never whole; the other splits are held in memory
+    stream_sample_size: int = 100_000  # with streaming: texts from the start of the stream the tokenizer is trained on
+    stream_shuffle_buffer: int = 10_000  # with streaming: rows shuffled together each epoch (1: stream order)
 
     def __post_init__(self) -> None:
         if self.label_names is not None:
             self.label_names = tuple(self.label_names)
         _check_float("DataConfig", "validation_fraction", self.validation_fraction, 0.01, 0.5)
+        _check_int("DataConfig", "stream_sample_size", self.stream_sample_size, 1)
+        _check_int("DataConfig", "stream_shuffle_buffer", self.stream_shuffle_buffer, 1)
         if self.dataset is not None and any(f is not None for f in (self.train_file, self.validation_file, self.test_file)):
             raise ConfigError("Give either --dataset or --train-file/--validation-file/--test-file, not both.")
+        if self.streaming and self.dataset is None and self.train_file is None:
+            raise ConfigError("--streaming reads a large --train-file or --dataset; the default corpus fits in memory. "
+                              "Drop --streaming, or pass --train-file F or --dataset NAME.")
 
     @property
     def uses_default_corpus(self) -> bool:

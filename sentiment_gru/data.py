@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import DataConfig
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
 from .errors import DataError
@@ -34,6 +36,7 @@ FILE_FORMATS = {
     ".parquet": ("parquet", {}),
 }
 EXAMPLE_ROWS = 5
+NAMED, NUMERIC, EMPTY, UNLABELLED = 0, 1, 2, 3  # status of a row while cleaning
 
 
 @dataclass
@@ -49,6 +52,114 @@ class LoadedData:
         return "test" if "test" in self.splits else "validation"
 
 
+class StreamedSplit:
+    """A training split read as a stream, never held in memory: one pass before training counts its usable rows,
+    keeps the first `stream_sample_size` texts for the tokenizer and, when there is no validation split, holds out
+    a seeded sample of rows for it.
+
+    Iterating an epoch gives `(text, label)` rows, cleaned as in-memory splits are.
+    """
+
+    def __init__(self, stream, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None, config: DataConfig):
+        self.stream = stream.select_columns([text_column, label_column])
+        self.text_column, self.label_column = text_column, label_column
+        self.class_names = _class_names(stream, label_column)
+        self.int_label_names = int_label_names
+        self.config = config
+        self.hold_out = False
+        self.rows = 0  # usable rows that train
+        self.names: list[str] = []  # label names seen
+        self.sample: list[str] = []  # the first texts, for the tokenizer
+        self.held_out: list[tuple[str, str]] = []  # (text, label name) rows held out for validation
+        self.skipped = ""
+        self.label_index: dict[str, int] = {}
+
+    @classmethod
+    def scan(cls, stream, text_column: str, label_column: str, config: DataConfig, where: str, hold_out: bool) -> "StreamedSplit":
+        """Read the stream once: count, sample and hold out rows, and name the skipped ones."""
+        split = cls(stream, text_column, label_column, config.label_names, config)
+        split.hold_out = hold_out
+        names: set[str] = set()
+        skipped: dict[str, list[int]] = {"empty": [], "unlabelled": []}  # the first rows of each kind, by number
+        counts = {"empty": 0, "unlabelled": 0}
+        for row, text, name in split._rows(with_skipped=True):
+            if text is None:
+                kind = "empty" if name is None else "unlabelled"
+                counts[kind] += 1
+                if len(skipped[kind]) <= EXAMPLE_ROWS:
+                    skipped[kind].append(row)
+                continue
+            names.add(name)
+            if split._held_out(text):
+                split.held_out.append((text, name))
+                continue
+            split.rows += 1
+            if len(split.sample) < config.stream_sample_size:
+                split.sample.append(text)
+        split.names = sorted(names)
+        numeric = [n for n in names if n.lstrip("-").isdigit()]
+        if numeric and len(numeric) < len(names):
+            raise DataError(
+                f"The label column '{label_column}' of {where} mixes numbers and names ({', '.join(sorted(names)[:6])}). "
+                "Make the labels consistent, or name numbers with --label-names."
+            )
+        if split.rows == 0:
+            raise DataError(f"The train split of {where} has no usable rows. Check the file and --text-column/--label-column.")
+        split.skipped = split._skipped_note(skipped, counts)
+        return split
+
+    def _rows(self, with_skipped: bool = False, epoch: int | None = None):
+        """(row number, text, label name) of each row; text is None for a skipped row (name None: no text)."""
+        stream = self.stream
+        if epoch is not None and self.config.stream_shuffle_buffer > 1:
+            stream = stream.shuffle(seed=self.config.seed, buffer_size=self.config.stream_shuffle_buffer)
+            stream.set_epoch(epoch)
+        for row, record in enumerate(stream, start=1):
+            text, name = record[self.text_column], _label_name(record[self.label_column], self.class_names, self.int_label_names)
+            if not isinstance(text, str) or not text.strip():
+                if with_skipped:
+                    yield row, None, None
+            elif name is None:
+                if with_skipped:
+                    yield row, None, ""
+            else:
+                yield row, text, name
+
+    def _held_out(self, text: str) -> bool:
+        """Whether a row is held out for validation: decided by a keyed hash of its text, so shuffling does not move it."""
+        if not self.hold_out:
+            return False
+        key = int(split_key(f"{self.config.seed}\0{text}")[:8], 16)
+        return key < self.config.validation_fraction * 16**8
+
+    def _skipped_note(self, rows: dict[str, list[int]], counts: dict[str, int]) -> str:
+        parts = []
+        if counts["empty"]:
+            parts.append(f"skipped {counts['empty']} row(s) with empty or missing text (rows {_examples(rows['empty'])})")
+        if counts["unlabelled"]:
+            parts.append(f"skipped {counts['unlabelled']} row(s) with no label (rows {_examples(rows['unlabelled'])})")
+        return "; ".join(parts)
+
+    def validation(self, index: dict[str, int]):
+        """The held-out rows as an in-memory dataset of `text` and `label`."""
+        import datasets
+
+        features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+        texts = [t for t, _ in self.held_out]
+        labels = [index[n] for _, n in self.held_out]
+        self.held_out = []
+        return datasets.Dataset.from_dict({"text": texts, "label": labels}, features=features)
+
+    def epoch(self, epoch: int):
+        """This epoch's rows as (text, label index); the held-out rows are left out. Shuffled in a buffer per epoch."""
+        for _, text, name in self._rows(epoch=epoch):
+            if not self._held_out(text):
+                yield text, self.label_index[name]
+
+    def __len__(self) -> int:
+        return self.rows
+
+
 def load_data(config: DataConfig, label_names: list[str] | None = None, need_train: bool = True) -> LoadedData:
     """Load, clean and label-encode every split the configuration names.
 
@@ -58,44 +169,64 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     raw, source = _load_raw(config)
     notes: list[str] = []
     for name in [n for n in raw if n not in SPLIT_ALIASES]:
-        notes.append(f"ignored split '{name}' ({len(raw[name])} rows): only train, validation and test are used")
+        size = f"{len(raw[name])} rows" if hasattr(raw[name], "__len__") else "streamed"
+        notes.append(f"ignored split '{name}' ({size}): only train, validation and test are used")
         del raw[name]
+    if config.streaming and not need_train:
+        raw.pop("train", None)  # evaluation never reads a streamed train split
+        if not raw:
+            raise DataError(f"{source['description']}: the model was trained on it as a stream, with validation rows held out "
+                            "from the stream. Pass --test-file F (or --validation-file F) to evaluate it.")
     if not raw:
         raise DataError(f"{source['description']} has no train, validation or test split.")
     if need_train and "train" not in raw:
         raise DataError(f"{source['description']} has no train split. Pass --train-file or a dataset with a train split.")
 
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
-    text_column = detect_column(first.column_names, config.text_column, TEXT_CANDIDATES, "text", source["description"])
-    label_column = detect_column(first.column_names, config.label_column, LABEL_CANDIDATES, "label", source["description"])
+    columns = _column_names(first)
+    text_column = detect_column(columns, config.text_column, TEXT_CANDIDATES, "text", source["description"])
+    label_column = detect_column(columns, config.label_column, LABEL_CANDIDATES, "label", source["description"])
 
-    rows: dict[str, tuple[list[str], list[str]]] = {}
+    cleaned: dict[str, Any] = {}
     for split, ds in raw.items():
-        for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
-            if column not in ds.column_names:
-                raise DataError(
-                    f"Column '{column}' not found in the {split} split of {source['description']}; "
-                    f"its columns are: {', '.join(ds.column_names)}. Pass {flag}."
-                )
-        texts, names, skipped = _clean_rows(ds, text_column, label_column, config.label_names, f"the {split} split of {source['description']}")
+        if split == "train" and config.streaming:
+            continue
+        _check_columns(ds, split, text_column, label_column, source["description"])
+        kept, skipped = _clean_rows(ds, text_column, label_column, config.label_names, f"the {split} split of {source['description']}")
         if skipped:
             notes.append(f"{split}: {skipped}")
-        if not texts:
+        if not len(kept):
             if split == "test" and "train" in raw:
                 notes.append("the test split has no labelled rows; reports use the validation split instead")
                 continue
             raise DataError(f"The {split} split of {source['description']} has no usable rows. Check the file and --text-column/--label-column.")
-        rows[split] = (texts, names)
+        cleaned[split] = kept
+    stream = None
+    if "train" in raw and config.streaming:
+        _check_columns(raw["train"], "train", text_column, label_column, source["description"])
+        stream = StreamedSplit.scan(raw["train"], text_column, label_column, config, f"the train split of {source['description']}",
+                                    hold_out="validation" not in cleaned)
+        if stream.skipped:
+            notes.append(f"train: {stream.skipped}")
 
-    label_names = _label_order(rows, label_names, source["description"])
+    seen = {split: set(ds.unique("name")) for split, ds in cleaned.items()}
+    if stream is not None:
+        seen["train"] = set(stream.names)
+    label_names = _label_order(seen, label_names, source["description"])
     index = {name: i for i, name in enumerate(label_names)}
-    import datasets
-
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
-    splits = {
-        split: datasets.Dataset.from_dict({"text": texts, "label": [index[n] for n in names]}, features=features)
-        for split, (texts, names) in rows.items()
-    }
+    splits = {split: _with_label_ids(ds, index) for split, ds in cleaned.items()}
+    if stream is not None:
+        stream.label_index = index
+        splits["train"] = stream
+        if stream.hold_out:
+            splits["validation"] = stream.validation(index)
+            if not len(splits["validation"]):
+                raise DataError(f"No rows of the streamed train split of {source['description']} were held out for validation "
+                                "(too few rows). Pass --validation-file.")
+            notes.append(
+                f"no validation split: held out {len(splits['validation'])} streamed training rows "
+                f"(a seeded {config.validation_fraction:.0%} sample) for model selection"
+            )
     if "train" in splits and "validation" not in splits:
         splits = _carve_validation(splits, config)
         notes.append(
@@ -105,10 +236,10 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     if "train" in splits and "test" not in splits:
         notes.append("no test split: reports are made on the validation split")
     if "train" in splits:
-        counts = sorted(set(splits["train"]["label"]))
+        counts = sorted(seen["train"])
         if len(counts) < 2:
             raise DataError(
-                f"The train split of {source['description']} has a single class ('{label_names[counts[0]]}'); "
+                f"The train split of {source['description']} has a single class ('{counts[0]}'); "
                 "a classifier needs at least two. Check --label-column."
             )
     for note in notes:
@@ -140,14 +271,14 @@ def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         splits = load_default_corpus()
         return dict(splits), {"kind": "default", "name": CORPUS_NAME, "description": f"the default corpus ({CORPUS_NAME})"}
     if config.dataset is not None:
-        return _load_dataset(config.dataset, config.dataset_config)
+        return _load_dataset(config.dataset, config.dataset_config, config.streaming)
     files = {"train": config.train_file, "validation": config.validation_file, "test": config.test_file}
-    splits = {split: _load_file(path, split) for split, path in files.items() if path is not None}
+    splits = {split: _load_file(path, split, config.streaming and split == "train") for split, path in files.items() if path is not None}
     names = ", ".join(f"{split}={Path(p).name}" for split, p in files.items() if p is not None)
     return splits, {"kind": "files", "files": {s: str(p) for s, p in files.items() if p}, "description": f"the files ({names})"}
 
 
-def _load_file(path_str: str, split: str):
+def _load_file(path_str: str, split: str, streaming: bool = False):
     import datasets
 
     path = Path(path_str)
@@ -159,6 +290,10 @@ def _load_file(path_str: str, split: str):
         raise DataError(f"{flag} {path_str}: unsupported file type '{suffix}'; use one of {', '.join(FILE_FORMATS)}.")
     builder, options = FILE_FORMATS[suffix]
     try:
+        if streaming:
+            stream = datasets.load_dataset(builder, data_files=str(path), split="train", streaming=True, **options)
+            _column_names(stream)  # reads the first record, so a file that cannot be parsed fails here
+            return stream
         return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as exc:  # datasets wraps parser errors in several types
         reason = _first_line(exc)
@@ -186,17 +321,22 @@ def _non_utf8_lines(path: Path) -> list[int]:
     return bad
 
 
-def _load_dataset(name: str, config_name: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _load_dataset(name: str, config_name: str | None, streaming: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A hub dataset or a local folder; with `streaming`, the train split is a stream and the others are read whole."""
     import datasets
 
     path = Path(name)
     try:
         if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
-            loaded = datasets.load_from_disk(str(path))
+            loaded = datasets.load_from_disk(str(path))  # memory-mapped already; streaming only reads it in order
             kind = "saved dataset folder"
+            if streaming:
+                loaded = {s: ds.to_iterable_dataset() if _canonical_split(s) == "train" else ds for s, ds in loaded.items()}
         else:
-            loaded = datasets.load_dataset(name, config_name)
+            loaded = datasets.load_dataset(name, config_name, streaming=streaming)
             kind = "dataset folder" if path.is_dir() else "hub dataset"
+            if streaming:
+                loaded = {s: _materialise(ds) if _canonical_split(s) in ("validation", "test") else ds for s, ds in loaded.items()}
     except (ConnectionError, datasets.exceptions.DatasetNotFoundError) as exc:
         if path.exists():
             raise DataError(f"--dataset {name}: cannot be loaded ({_first_line(exc)}).") from None
@@ -206,11 +346,18 @@ def _load_dataset(name: str, config_name: str | None) -> tuple[dict[str, Any], d
         ) from None
     except ValueError as exc:  # e.g. a missing or wrong --dataset-config
         raise DataError(f"--dataset {name}: {_first_line(exc)}") from None
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
+    if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):
+        loaded = {"train": loaded}
     splits = {_canonical_split(s): ds for s, ds in loaded.items()}
     description = f"{kind} '{name}'" + (f" ({config_name})" if config_name else "")
     return splits, {"kind": kind, "name": name, "config": config_name, "description": description}
+
+
+def _materialise(stream):
+    """A streamed evaluation split read whole into memory."""
+    import datasets
+
+    return datasets.Dataset.from_list(list(stream), features=stream.features)
 
 
 def _canonical_split(name: str) -> str:
@@ -228,53 +375,85 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(cause).__name__
 
 
-def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None, where: str):
-    """Texts and label names of the usable rows, and a sentence about the skipped ones.
+def _check_columns(ds, split: str, text_column: str, label_column: str, where: str) -> None:
+    columns = _column_names(ds)
+    for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if column not in columns:
+            raise DataError(
+                f"Column '{column}' not found in the {split} split of {where}; its columns are: {', '.join(columns)}. Pass {flag}."
+            )
 
+
+def _column_names(ds) -> list[str]:
+    """Columns of a dataset; a stream whose builder declares none is asked for its first row."""
+    if ds.column_names is not None:
+        return list(ds.column_names)
+    first = next(iter(ds), None)
+    return list(first) if first is not None else []
+
+
+def _class_names(ds, label_column: str) -> list[str] | None:
+    feature = (ds.features or {}).get(label_column)
+    return list(feature.names) if hasattr(feature, "names") else None
+
+
+def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None, where: str):
+    """The usable rows as a dataset of `text` and `name` (the label's name), and a sentence about the skipped ones.
+
+    Done with `datasets.map(batched=True)`, so a corpus on disk stays a memory-mapped Arrow
+    table (and the result is cached beside it); only per-row status codes come into memory.
     A label column that mixes numbers and names (e.g. `1` beside `positive`) stops the run:
     which number means which name cannot be guessed safely.
     """
-    feature = ds.features[label_column]
-    class_names = list(feature.names) if hasattr(feature, "names") else None
-    texts_in = ds[text_column]
-    labels_in = ds[label_column]
-    texts: list[str] = []
-    names: list[str] = []
-    empty: list[int] = []
-    unlabelled: list[int] = []
-    for row, (text, label) in enumerate(zip(texts_in, labels_in), start=1):
-        name = _label_name(label, class_names, int_label_names)
-        if not isinstance(text, str) or not text.strip():
-            empty.append(row)
-        elif name is None:
-            unlabelled.append(row)
-        else:
-            texts.append(text)
-            names.append(name)
-    usable = _usable_rows(len(texts_in), empty, unlabelled)
-    numeric = [row for row, name in zip(usable, names) if name.lstrip("-").isdigit()]
-    if numeric and len(numeric) < len(names):
-        if 2 * len(numeric) <= len(names):
-            minority, kind = numeric, "numeric"
-        else:
-            numbered = set(numeric)
-            minority, kind = [row for row in usable if row not in numbered], "named"
+    import datasets
+
+    class_names = _class_names(ds, label_column)
+
+    def mark(batch: dict[str, list]) -> dict[str, list]:
+        texts, names, status = [], [], []
+        for text, label in zip(batch[text_column], batch[label_column]):
+            name = _label_name(label, class_names, int_label_names)
+            if not isinstance(text, str) or not text.strip():
+                code = EMPTY
+            elif name is None:
+                code = UNLABELLED
+            else:
+                code = NUMERIC if name.lstrip("-").isdigit() else NAMED
+            texts.append(text if isinstance(text, str) else "")
+            names.append(name or "")
+            status.append(code)
+        return {"text": texts, "name": names, "status": status}
+
+    features = datasets.Features({"text": datasets.Value("string"), "name": datasets.Value("string"), "status": datasets.Value("int8")})
+    marked = ds.map(mark, batched=True, remove_columns=ds.column_names, features=features, desc="cleaning rows")
+    status = np.asarray(marked.with_format("numpy")["status"])
+    rows = np.arange(1, len(status) + 1)  # row numbers, from 1
+    usable = (status == NAMED) | (status == NUMERIC)
+    numeric, named = rows[status == NUMERIC], rows[status == NAMED]
+    if len(numeric) and len(named):
+        minority, kind = (numeric, "numeric") if len(numeric) <= len(named) else (named, "named")
         raise DataError(
             f"The label column '{label_column}' of {where} mixes numbers and names: {len(minority)} {kind} label(s) "
-            f"(rows {_examples(minority)}) among {len(names)}. Make the labels consistent, or name numbers with --label-names."
+            f"(rows {_examples(minority.tolist())}) among {int(usable.sum())}. "
+            "Make the labels consistent, or name numbers with --label-names."
         )
+    empty, unlabelled = rows[status == EMPTY].tolist(), rows[status == UNLABELLED].tolist()
     parts = []
     if empty:
         parts.append(f"skipped {len(empty)} row(s) with empty or missing text (rows {_examples(empty)})")
     if unlabelled:
         parts.append(f"skipped {len(unlabelled)} row(s) with no label (rows {_examples(unlabelled)})")
-    return texts, names, "; ".join(parts)
+    kept = marked if usable.all() else marked.select(np.flatnonzero(usable))
+    return kept.remove_columns("status"), "; ".join(parts)
 
 
-def _usable_rows(count: int, *skipped: list[int]) -> list[int]:
-    """Row numbers (from 1) that were not skipped, in order."""
-    dropped = set().union(*map(set, skipped))
-    return [row for row in range(1, count + 1) if row not in dropped]
+def _with_label_ids(ds, index: dict[str, int]):
+    """`text` and `label` (an index into the label names) from `text` and `name`."""
+    import datasets
+
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+    return ds.map(lambda names: {"label": [index[n] for n in names]}, input_columns="name", batched=True,
+                  remove_columns="name", features=features, desc="labelling rows")
 
 
 def _examples(rows: list[int]) -> str:
@@ -300,8 +479,7 @@ def _label_name(value: Any, class_names: list[str] | None, int_label_names: tupl
     return name or None
 
 
-def _label_order(rows: dict[str, tuple[list[str], list[str]]], fixed: list[str] | None, where: str) -> list[str]:
-    seen = {split: set(names) for split, (_, names) in rows.items()}
+def _label_order(seen: dict[str, set[str]], fixed: list[str] | None, where: str) -> list[str]:
     if fixed is None:
         base = seen.get("train") or set().union(*seen.values())
         fixed = sorted(base, key=lambda n: (0, int(n)) if n.lstrip("-").isdigit() else (1, n))
@@ -309,7 +487,7 @@ def _label_order(rows: dict[str, tuple[list[str], list[str]]], fixed: list[str] 
     for split, names in seen.items():
         unknown = sorted(names - known)
         if unknown:
-            owner = "the model" if "train" not in rows else "the train split"
+            owner = "the model" if "train" not in seen else "the train split"
             raise DataError(
                 f"The {split} split of {where} has labels {owner} does not know: {', '.join(map(repr, unknown[:10]))}. "
                 f"Known labels: {', '.join(fixed)}."
@@ -319,9 +497,16 @@ def _label_order(rows: dict[str, tuple[list[str], list[str]]], fixed: list[str] 
 
 def _carve_validation(splits: dict[str, Any], config: DataConfig) -> dict[str, Any]:
     train = splits["train"]
-    labels = train["label"]
-    keys = [split_key(f"{config.seed}\0{i}\0{t}") for i, t in enumerate(train["text"])]
-    parts = stratified_split(labels, keys, {"validation": config.validation_fraction, "train": 1 - config.validation_fraction})
+    seed = config.seed
+
+    def keys(texts: list[str], rows: list[int]) -> dict[str, list[int]]:
+        # the first 60 bits of the split key (an int64) order rows as the whole hex digest does
+        return {"key": [int(split_key(f"{seed}\0{i}\0{t}")[:15], 16) for i, t in zip(rows, texts)]}
+
+    keyed = train.map(keys, input_columns="text", with_indices=True, batched=True, remove_columns=train.column_names, desc="splitting")
+    labels = np.asarray(train.with_format("numpy")["label"])
+    parts = stratified_split(labels, np.asarray(keyed.with_format("numpy")["key"]),
+                             {"validation": config.validation_fraction, "train": 1 - config.validation_fraction})
     return {**splits, "train": train.select(parts["train"]), "validation": train.select(parts["validation"])}
 
 

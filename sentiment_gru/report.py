@@ -26,6 +26,7 @@ LENGTH_PNG = "report_length_confidence.png"
 TRAINING_PNG = "report_training_curves.png"
 CONFUSION_PNG = "confusion_matrix.png"  # written by evaluation.write_reports
 BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_BLOCK_ELEMENTS = 4_000_000  # resampled texts drawn at once; below it (n <= 4,000) all resamples are one draw
 BOOTSTRAP_SEED = 0
 EXAMPLES = 20
 EXAMPLE_CHARS = 400
@@ -74,15 +75,22 @@ def bootstrap(labels: np.ndarray, predictions: np.ndarray, classes: int, other: 
               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
     """95% percentile intervals of accuracy and macro-F1; with `other` predictions also of the paired differences."""
     rng = np.random.default_rng(seed)
-    index = rng.integers(0, len(labels), size=(resamples, len(labels)))
-    acc, f1 = _accuracy_f1(_confusions(labels[index], predictions[index], classes))
+    # resamples are drawn and counted a block at a time, so a split of millions of texts needs no [resamples, n] arrays
+    block = max(1, BOOTSTRAP_BLOCK_ELEMENTS // max(len(labels), 1))
+    ours, theirs = [], []
+    for start in range(0, resamples, block):
+        index = rng.integers(0, len(labels), size=(min(block, resamples - start), len(labels)))
+        ours.append(_confusions(labels[index], predictions[index], classes))
+        if other is not None:
+            theirs.append(_confusions(labels[index], other[index], classes))
+    acc, f1 = _accuracy_f1(np.concatenate(ours))
 
     def interval(values: np.ndarray) -> list[float]:
         return [float(v) for v in np.percentile(values, [2.5, 97.5])]
 
     out: dict[str, Any] = {"resamples": resamples, "seed": seed, "accuracy": interval(acc), "macro_f1": interval(f1)}
     if other is not None:
-        other_acc, other_f1 = _accuracy_f1(_confusions(labels[index], other[index], classes))
+        other_acc, other_f1 = _accuracy_f1(np.concatenate(theirs))
         out["other"] = {"accuracy": interval(other_acc), "macro_f1": interval(other_f1)}
         out["difference"] = {"accuracy": interval(acc - other_acc), "macro_f1": interval(f1 - other_f1)}
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -14,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .artifacts import check_output_dir, load_model, save_atomically, write_json, write_model_files
 from .calibration import calibration_summary, fit_temperature, softmax
 from .checkpoint import Checkpoints, checkpoint_dir
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, from_dict
-from .data import LoadedData, describe_sizes, load_data
-from .errors import DataError
+from .data import LoadedData, StreamedSplit, describe_sizes, load_data
+from .errors import ConfigError, DataError
 from .evaluation import compute_metrics, tfidf_baseline, write_reports
 from .predict import Predictor, batched_logits
 from .report import ReportInputs, add_report_metrics, write_report
@@ -30,6 +31,7 @@ from .training import TrainResult, train
 log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
+BASELINE_MAX_ROWS = 500_000  # the TF-IDF baseline holds its texts in memory; larger train splits are sampled
 
 
 def library_versions() -> dict[str, str]:
@@ -43,34 +45,58 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | None = None, resume: bool = False) -> dict[str, Any]:
+def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | None = None, resume: bool = False) -> dict[str, Any] | None:
     """Train on the configured data, evaluate, compare with the baseline and write the model folder.
 
     Training state is checkpointed beside the output folder (`OUTPUT.checkpoint/`) every
     epoch and on SIGINT/SIGTERM; `resume` continues from it. It is removed on success.
+    Started by torchrun, every process trains its shard and rank 0 alone evaluates and
+    writes; the other ranks return None.
     """
     output_dir = Path(output_dir)
+    if config.data.streaming and resume:
+        raise ConfigError("--resume cannot continue a --streaming run: a stream has no saved position. Run it again without --resume.")
     check_output_dir(output_dir)  # fail before training, not after
-    checkpoints = Checkpoints(checkpoint_dir(output_dir), config.to_dict(), resume=resume)
-    data = load_data(config.data)
+    dist, device = distributed.setup(config.train.device)
+    try:
+        return _train_and_save(config, output_dir, progress, resume, dist, device)
+    finally:
+        distributed.teardown(dist)
+
+
+def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, resume: bool, dist: distributed.Dist,
+                    device: torch.device) -> dict[str, Any] | None:
+    # a streamed split is not checkpointed: it has no position to resume from
+    checkpoints = None if config.data.streaming else Checkpoints(checkpoint_dir(output_dir), config.to_dict(), resume=resume)
+    if config.data.streaming:
+        data = dist.broadcast(load_data(config.data) if dist.is_main else None)  # one pass over the stream, on rank 0
+    else:
+        with dist.main_process_first():  # the first process per machine fills the datasets cache; the others reuse it
+            data = load_data(config.data)
     log.info("data: %s (%s); labels: %s", data.source["description"], describe_sizes(data), ", ".join(data.label_names))
-    with checkpoints.watch_signals():
-        result = train(config, data, progress=progress, checkpoints=checkpoints)
+    with checkpoints.watch_signals() if checkpoints is not None else contextlib.nullcontext():
+        result = train(config, data, progress=progress, checkpoints=checkpoints, dist=dist, device=device)
+    if not dist.is_main:
+        return None
 
     split = data.eval_split
     # The temperature is fitted on validation logits. Reported probabilities and log-loss use it, as predict
     # and evaluate do; accuracy and F1 do not depend on it. metrics["calibration"] shows before and after.
-    val_labels = np.asarray(data.splits["validation"]["label"])
+    val_labels = np.asarray(data.splits["validation"].with_format("numpy")["label"])
     val_logits = _logits(result, "validation")
     temperature = fit_temperature(val_logits, val_labels)
     logits = val_logits if split == "validation" else _logits(result, split)
-    labels = np.asarray(data.splits[split]["label"])
+    labels = np.asarray(data.splits[split].with_format("numpy")["label"])
     probabilities = softmax(logits, temperature)
     metrics = compute_metrics(labels, probabilities, data.label_names, split)
     metrics["calibration"] = calibration_summary(logits, labels, temperature)
     validation = compute_metrics(val_labels, softmax(val_logits, temperature), data.label_names, "validation")
     metrics["validation"] = {k: validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
-    metrics["baseline"], baseline_predictions = _baseline(data, split)
+    baseline_predictions = None
+    if isinstance(data.splits["train"], StreamedSplit):
+        log.info("no TF-IDF baseline: the train split was streamed, not held in memory")
+    else:
+        metrics["baseline"], baseline_predictions = _baseline(data, split)
     run_facts = {
         "format_version": CONFIG_FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -83,13 +109,14 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
         "device": result.device,
+        "processes": dist.world_size,  # the global batch is processes x train.batch_size
         "calibration": {"temperature": temperature, "fitted_on": "validation"},
         "versions": library_versions(),
     }
     history = {"best_epoch": result.best_epoch, "epochs": result.history}
     inputs = ReportInputs(
         labels=labels, logits=logits, temperature=temperature, texts=list(data.splits[split]["text"]),
-        lengths=np.array([len(ids) for ids in result.encoded[split]]), baseline_predictions=baseline_predictions,
+        lengths=result.encoded[split].lengths, baseline_predictions=baseline_predictions,
         history=history, config=run_facts,
         explain=_explainer(Predictor(result.model, result.tokenizer, data.label_names, temperature, device=result.device)),
     )
@@ -102,7 +129,8 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
         log.info("report.html and report.md written in %.1f s", write_report(folder, metrics, inputs))
 
     save_atomically(output_dir, write)
-    checkpoints.remove()
+    if checkpoints is not None:
+        checkpoints.remove()
     return metrics
 
 
@@ -119,10 +147,13 @@ def _logits(result: TrainResult, split: str) -> np.ndarray:
 
 
 def _baseline(data: LoadedData, split: str) -> tuple[dict[str, Any], np.ndarray]:
-    """The baseline's metrics and its per-text predictions on `split`."""
+    """The baseline's metrics and its per-text predictions on `split`; fit on at most BASELINE_MAX_ROWS training rows."""
     train = data.splits["train"]
+    if len(train) > BASELINE_MAX_ROWS:
+        train = train.shuffle(seed=0).select(range(BASELINE_MAX_ROWS))
     target = data.splits[split]
-    baseline = tfidf_baseline(train["text"], np.asarray(train["label"]), target["text"], np.asarray(target["label"]))
+    baseline = tfidf_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
+    baseline["train_rows"] = len(train)
     return baseline, baseline.pop("predictions")
 
 

@@ -66,6 +66,34 @@ def encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(clipped)]
 
 
+def encode_dataset(tokenizer: Tokenizer, dataset, num_proc: int = 1):
+    """A `datasets.Dataset` of token ids (`ids`, int32) for the `text` column, one row per text.
+
+    Tokenized with `map(batched=True)` in `num_proc` worker processes. A dataset read
+    from disk gets its result cached beside it (keyed by the tokenizer), so it is
+    computed once and memory-mapped by every process that asks again.
+    """
+    import datasets
+
+    features = datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))})
+    return dataset.map(
+        _encode_batch, batched=True, batch_size=1000, input_columns="text", fn_kwargs={"tokenizer_json": tokenizer.to_str()},
+        remove_columns=dataset.column_names, features=features, num_proc=num_proc if num_proc > 1 and len(dataset) > 1000 else None,
+        desc="tokenizing",
+    )
+
+
+_TOKENIZERS: dict[int, Tokenizer] = {}  # per process: tokenizers rebuilt from their JSON, by its hash
+
+
+def _encode_batch(texts: list[str], tokenizer_json: str) -> dict[str, list[list[int]]]:
+    key = hash(tokenizer_json)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS.clear()
+        _TOKENIZERS[key] = Tokenizer.from_str(tokenizer_json)
+    return {"ids": encode(_TOKENIZERS[key], texts)}
+
+
 def _valid_unicode(text: str) -> str:
     """`text`, with lone surrogates (which UTF-8 cannot hold, e.g. from JSON's "\\ud800") replaced by U+FFFD."""
     try:

@@ -6,6 +6,7 @@ import copy
 import logging
 import math
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,14 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import bucketed_batches, collate
+from .batching import TokenIds, bucketed_batches, collate, shard_batches, streamed_batches, streamed_steps
 from .checkpoint import STATE_FILE, Checkpoints, random_state, rng_states, set_random_state, set_rng_states
 from .config import ModelConfig, RunConfig
-from .data import LoadedData
+from .data import LoadedData, StreamedSplit
+from .distributed import SINGLE, Dist
 from .errors import ConfigError, TrainingError
 from .model import EnsembleClassifier, GRUClassifier, build_model
 from .predict import batched_logits
-from .tokenization import PAD_ID, encode, train_tokenizer
+from .tokenization import PAD_ID, encode, encode_dataset, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ class TrainResult:
     best_epoch: int | list[int] = 0  # one per ensemble member when there are several
     train_seconds: float = 0.0
     device: str = "cpu"
-    encoded: dict[str, list[list[int]]] = field(default_factory=dict)  # token ids per split
+    encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
 
 
 def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -75,26 +77,36 @@ def warmup_linear(total_steps: int, warmup_fraction: float):
     return factor
 
 
-def train(config: RunConfig, data: LoadedData, progress: bool | None = None, checkpoints: Checkpoints | None = None) -> TrainResult:
+def train(config: RunConfig, data: LoadedData, progress: bool | None = None, checkpoints: Checkpoints | None = None,
+          dist: Dist = SINGLE, device: torch.device | None = None) -> TrainResult:
     """Train a tokenizer and a classifier (or an ensemble of them) on `data`; return the best epochs' model.
 
     With `checkpoints`, each epoch (and a stop on SIGINT/SIGTERM) saves a resumable
-    checkpoint, and a run resumes from `checkpoints.resumed` when it is set.
+    checkpoint, and a run resumes from `checkpoints.resumed` when it is set. With
+    `dist` (several processes), rank 0 trains the tokenizer and the others receive it;
+    each rank trains on its shard of the batches and only rank 0 saves checkpoints.
     """
     tcfg = config.train
     set_seed(tcfg.seed)
-    device = resolve_device(tcfg.device)
+    device = device if device is not None else resolve_device(tcfg.device)
     started = time.perf_counter()
     resumed = checkpoints.resumed if checkpoints is not None else None
+    streamed = data.splits["train"] if isinstance(data.splits["train"], StreamedSplit) else None
 
     if resumed is not None:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_str(resumed["tokenizer"])
     else:
-        tokenizer = train_tokenizer(data.splits["train"]["text"], config.tokenizer)
-    encoded = {split: encode(tokenizer, ds["text"]) for split, ds in data.splits.items()}
-    labels = {split: np.asarray(ds["label"], dtype=np.int64) for split, ds in data.splits.items()}
+        tokenizer = train_tokenizer(_tokenizer_texts(data.splits["train"]), config.tokenizer) if dist.is_main else None
+        if dist.enabled:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(dist.broadcast(tokenizer.to_str() if dist.is_main else None))
+    with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
+        held = {split: ds for split, ds in data.splits.items() if ds is not streamed}
+        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in held.items()}
+    labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in held.items()}
     model_config = ModelConfig(
         **{**config.model.__dict__, "vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
     )
@@ -113,19 +125,23 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         for member, state in zip(members, resumed["finished"]):
             member.load_state_dict(state)
         log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed["fit"]["epoch"])
+    source = _BatchSource(streamed, encoded.get("train"), labels.get("train"), tokenizer, tcfg, dist)
     for k, member in enumerate(members[first:], start=first):
         seed = tcfg.seed + k
         set_seed(seed)
+        if dist.enabled:
+            torch.manual_seed(seed + 100_003 * dist.rank)  # each rank its own dropout masks; rank 0 keeps a single run's
         if len(members) > 1:
             log.info("ensemble member %d/%d (seed %d)", k + 1, len(members), seed)
         save = None
-        if checkpoints is not None:
+        if checkpoints is not None and dist.is_main:
             def save(fit_state: dict, k: int = k) -> None:
                 run_state = {"member": k, "finished": [m.state_dict() for m in members[:k]], "history": history, "best_epochs": best_epochs}
                 checkpoints.save({**run_state, "tokenizer": tokenizer.to_str(), "fit": fit_state}, tokenizer)
         resume = resumed["fit"] if resumed is not None and k == first else None
         try:
-            member_history, best_epoch = _fit(member, encoded, labels, tcfg, seed, device, progress, save, resume, checkpoints)
+            member_history, best_epoch = _fit(member, source, encoded["validation"], labels["validation"], tcfg, seed, device,
+                                              progress if dist.is_main else False, save, resume, checkpoints, dist)
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"Out of {device.type.upper()} memory with --batch-size {tcfg.batch_size} and --max-length {config.tokenizer.max_length}: "
@@ -134,7 +150,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         history += [{"member": k, **row} if len(members) > 1 else row for row in member_history]
         best_epochs.append(best_epoch)
     model.eval()
-    if len(members) > 1:
+    if len(members) > 1 and dist.is_main:
         val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
         acc, f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names))
         log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(members), acc, f1)
@@ -145,26 +161,82 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     )
 
 
-def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict[str, np.ndarray], tcfg, seed: int,
+def _tokenizer_texts(train):
+    """The texts the tokenizer learns from: a streamed split's sample, or every text of the split, read in batches."""
+    if isinstance(train, StreamedSplit):
+        return train.sample
+    return (text for batch in train.select_columns("text").iter(batch_size=1000) for text in batch["text"])
+
+
+class _BatchSource:
+    """One rank's training batches, epoch after epoch: its shard of the length-bucketed batches of a split
+    held as token ids, or of a stream bucketed in a rolling buffer."""
+
+    def __init__(self, streamed: StreamedSplit | None, ids: TokenIds | None, labels: np.ndarray | None, tokenizer, tcfg, dist: Dist):
+        self.streamed, self.ids, self.tokenizer, self.tcfg, self.dist = streamed, ids, tokenizer, tcfg, dist
+        self.labels = torch.from_numpy(labels) if labels is not None else None
+        self.lengths = ids.lengths.tolist() if ids is not None else None  # plain ints sort faster than NumPy scalars
+        if streamed is not None:
+            self.steps = streamed_steps(len(streamed), tcfg.batch_size, tcfg.bucket_size, dist.world_size)
+        else:
+            self.steps = math.ceil(len(ids) / tcfg.batch_size) // dist.world_size
+        if self.steps == 0:
+            rows = len(streamed) if streamed is not None else len(ids)
+            raise ConfigError(
+                f"The training split has {rows} rows: too few for {dist.world_size} processes with --batch-size {tcfg.batch_size}. "
+                "Lower --batch-size or start fewer processes."
+            )
+
+    def epoch(self, epoch: int, rng: random.Random, skip: int):
+        """This epoch's batches as (ids, lengths, target), from batch `skip` on."""
+        tcfg, dist = self.tcfg, self.dist
+        if self.streamed is not None:
+            assert skip == 0, "a streamed epoch is never resumed mid-way"
+            encoder = lambda texts: encode(self.tokenizer, texts)  # noqa: E731
+            for sequences, labels in streamed_batches(self.streamed.epoch(epoch), encoder, tcfg.batch_size, tcfg.bucket_size, rng,
+                                                      dist.rank, dist.world_size):
+                ids, lengths = collate(sequences, PAD_ID)
+                yield ids, lengths, torch.tensor(labels)
+            return
+        batches = bucketed_batches(self.lengths, tcfg.batch_size, tcfg.bucket_size, rng)
+        for rows in shard_batches(batches, dist.rank, dist.world_size)[skip:]:
+            ids, lengths = self.ids.batch(rows, PAD_ID)
+            yield ids, lengths, self.labels[rows]
+
+
+def _stop_flags(checkpoints: Checkpoints | None) -> list[float]:
+    """This process's stop request as [SIGINT, SIGTERM] flags, to be summed over the ranks."""
+    signum = checkpoints.stop_signal if checkpoints is not None else None
+    return [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+
+
+def _agreed_signal(flags: list[float]) -> int | None:
+    return signal.SIGTERM if flags[1] else signal.SIGINT if flags[0] else None
+
+
+def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labels: np.ndarray, tcfg, seed: int,
          device: torch.device, progress: bool | None, save=None, resume: dict | None = None,
-         checkpoints: Checkpoints | None = None) -> tuple[list[dict[str, float]], int]:
+         checkpoints: Checkpoints | None = None, dist: Dist = SINGLE) -> tuple[list[dict[str, float]], int]:
     """Fine-tune one classifier with early stopping; leave it at its best validation epoch.
 
     `save(state)` is called at the end of each epoch, and after the current step when a
-    stop was asked for; `resume` is such a state to continue from.
+    stop was asked for; `resume` is such a state to continue from. With several
+    processes the model is wrapped in DistributedDataParallel; the train loss, token
+    counts and stop requests are summed over the ranks each step, validation is split
+    between them and gathered, and rank 0's early-stopping decision holds for all.
     """
     decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.startswith("embedding")]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and not n.startswith("embedding"))]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.learning_rate
     )
-    train_ids, train_labels = encoded["train"], torch.from_numpy(labels["train"])
-    train_lengths = [len(s) for s in train_ids]
-    steps_per_epoch = math.ceil(len(train_ids) / tcfg.batch_size)
+    steps_per_epoch = source.steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     rng = random.Random(seed)
     num_classes = model.config.num_classes
+    val_rows = np.arange(dist.rank, len(val_ids), dist.world_size)
+    my_val = val_ids.take(val_rows) if dist.enabled else val_ids
 
     history: list[dict[str, float]] = []
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
@@ -179,31 +251,32 @@ def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict
         history, best, best_state, stale = resume["history"], resume["best"], resume["best_state"], resume["stale"]
         epoch, step, totals, epoch_rng = resume["epoch"], resume["step"], resume["totals"], resume["bucket_rng"]
         set_rng_states(resume["rng"])
+    net = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model  # averages gradients over the ranks
 
-    def checkpoint(where: str) -> None:
-        if save is None:
-            return
-        save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "history": history, "best": best, "best_state": best_state, "stale": stale,
-            "epoch": epoch, "step": step, "totals": totals, "bucket_rng": epoch_rng, "rng": rng_states(),
-        })
-        checkpoints.check_stop(where)
+    def checkpoint(where: str, signum: int | None) -> None:
+        if save is not None:
+            save({
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "history": history, "best": best, "best_state": best_state, "stale": stale,
+                "epoch": epoch, "step": step, "totals": totals, "bucket_rng": epoch_rng, "rng": rng_states(),
+            })
+        if checkpoints is not None and (signum is not None or not dist.enabled):
+            checkpoints.check_stop(where, signum)
 
     while epoch < tcfg.epochs and stale < tcfg.patience:
-        model.train()
+        net.train()
         epoch_start = time.perf_counter()
         set_random_state(rng, epoch_rng)
-        batches = bucketed_batches(train_lengths, tcfg.batch_size, tcfg.bucket_size, rng)
-        bar = _progress(len(batches) - step, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
-        for rows in batches[step:]:
-            ids, lengths = collate([train_ids[i] for i in rows], PAD_ID)
-            target = train_labels[rows].to(device)
-            logits = model(ids.to(device, non_blocking=True), lengths)
-            loss = loss_fn(logits, target)
+        bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
+        for ids, lengths, target in source.epoch(epoch, rng, step):
+            logits = net(ids.to(device, non_blocking=True), lengths)
+            loss = loss_fn(logits, target.to(device))
             value = loss.item()
-            if not math.isfinite(value):
-                raise _diverged(f"the training loss became {value}", step + 1, epoch + 1, tcfg, checkpoints)
+            # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
+            stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *_stop_flags(checkpoints)], device)
+            if not math.isfinite(stats[0]):
+                raise _diverged(f"the training loss became {stats[0] / stats[1] if dist.enabled else value}", step + 1, epoch + 1, tcfg,
+                                checkpoints)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tcfg.clip_norm > 0:
@@ -213,21 +286,22 @@ def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict
             optimizer.step()
             scheduler.step()
             step += 1
-            totals = [totals[0] + value * len(rows), totals[1] + len(rows), totals[2] + int(lengths.sum())]
+            totals = [totals[0] + stats[0], totals[1] + int(stats[1]), totals[2] + int(stats[2])]
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals[0] / totals[1]:.4f}", tok_s=f"{totals[2] / (time.perf_counter() - epoch_start):,.0f}")
-            if checkpoints is not None and checkpoints.stop_signal is not None:
-                checkpoint(f"after step {step} of epoch {epoch + 1}")
+            signum = _agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
+            if signum is not None:
+                checkpoint(f"after step {step} of epoch {epoch + 1}", signum)
         if bar is not None:
             bar.close()
         train_seconds = time.perf_counter() - epoch_start
 
-        val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
-        val_loss = float(loss_fn(val_logits, torch.from_numpy(labels["validation"])).item())
+        val_logits = dist.gather_rows(batched_logits(model, my_val, batch_size=256, device=device), len(val_ids), device)
+        val_loss = float(loss_fn(val_logits, torch.from_numpy(val_labels)).item())
         if not math.isfinite(val_loss):
             raise _diverged(f"the validation loss became {val_loss}", step, epoch + 1, tcfg, checkpoints)
-        val_acc, val_f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), num_classes)
+        val_acc, val_f1 = accuracy_and_macro_f1(val_labels, val_logits.argmax(-1).numpy(), num_classes)
         epoch += 1
         row = {
             "epoch": epoch, "train_loss": totals[0] / totals[1], "val_loss": val_loss, "val_accuracy": val_acc, "val_macro_f1": val_f1,
@@ -235,6 +309,7 @@ def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict
         }
         history.append(row)
         improved = val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
+        improved = dist.broadcast(improved)  # decided once, on rank 0, for every rank
         log.info(
             "epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.4f  val macro-F1 %.4f  %.1fs  %s tok/s%s",
             epoch, tcfg.epochs, row["train_loss"], val_loss, val_acc, val_f1, train_seconds, f"{row['tokens_per_second']:,.0f}",
@@ -249,7 +324,8 @@ def _fit(model: GRUClassifier, encoded: dict[str, list[list[int]]], labels: dict
             if stale >= tcfg.patience:
                 log.info("stopping early: no validation gain for %d epochs", stale)
         step, totals, epoch_rng = 0, [0.0, 0, 0], random_state(rng)
-        checkpoint(f"at the end of epoch {epoch}")
+        signum = _agreed_signal(dist.sum(_stop_flags(checkpoints), device)) if dist.enabled else None
+        checkpoint(f"at the end of epoch {epoch}", signum)
     model.load_state_dict(best_state)
     return history, best["epoch"]
 

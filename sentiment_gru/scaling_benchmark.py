@@ -1,0 +1,111 @@
+"""Measurements for the README's Scaling section: processes against threads, and streaming memory.
+
+Each measurement runs the real training command (`scripts/train.py`, through
+torchrun when there are several processes) in a child process and reads what it
+wrote: the first epoch's tokens/s from `history.json`, and the child's peak
+resident memory from `resource.getrusage(RUSAGE_CHILDREN)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
+WORDS = {
+    0: ["dull", "tedious", "clumsy", "boring", "awful", "bland", "messy", "tiresome", "lifeless", "shallow"],
+    1: ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "funny", "smart", "warm"],
+}
+FILLER = ["the", "film", "is", "a", "story", "with", "cast", "and", "its", "plot", "director", "script", "really", "quite", "movie",
+          "scenes", "ending", "acting", "music", "pace", "at", "times", "often", "never", "rather", "this", "that", "but", "so"]
+
+
+def train_command(processes: int, args: list[str]) -> list[str]:
+    """The training command for `processes` processes on this machine: torchrun for several, plain python for one."""
+    if processes == 1:
+        return [sys.executable, str(TRAIN_SCRIPT), *args]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", f"--master_port={port}",
+            str(TRAIN_SCRIPT), *args]
+
+
+def run_training(processes: int, threads: int, args: list[str]) -> dict[str, Any]:
+    """Run one training command with `threads` torch threads per process; its wall time, history and config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        started = time.perf_counter()
+        done = subprocess.run(train_command(processes, [*args, "--output-dir", str(out), "--quiet"]), env=env,
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"training failed ({done.returncode}): {done.stderr[-2000:]}")
+        history = json.loads((out / "history.json").read_text())
+        config = json.loads((out / "config.json").read_text())
+        metrics = json.loads((out / "metrics.json").read_text())
+    return {"wall_seconds": wall, "history": history, "config": config, "metrics": metrics}
+
+
+def throughput(train_file: str, validation_file: str, layouts: list[tuple[int, int]], global_batch: int, device: str,
+               extra: list[str]) -> list[dict[str, Any]]:
+    """One training epoch per layout (processes x threads), all with the same global batch; tokens/s of the epoch."""
+    rows = []
+    for processes, threads in layouts:
+        if global_batch % processes:
+            raise ValueError(f"global batch {global_batch} does not divide among {processes} processes")
+        args = ["--train-file", train_file, "--validation-file", validation_file, "--label-names", "negative,positive",
+                "--epochs", "1", "--batch-size", str(global_batch // processes), "--device", device, *extra]
+        run = run_training(processes, threads, args)
+        epoch = run["history"]["epochs"][0]
+        rows.append({
+            "processes": processes, "threads_per_process": threads, "batch_per_process": global_batch // processes,
+            "global_batch": global_batch, "epoch_seconds": round(epoch["seconds"], 2),
+            "tokens_per_second": round(epoch["tokens_per_second"]), "val_accuracy": round(epoch["val_accuracy"], 4),
+            "command_wall_seconds": round(run["wall_seconds"], 2), "device": run["config"]["device"],
+        })
+    return rows
+
+
+def write_synthetic_jsonl(path: Path, lines: int, seed: int = 0) -> None:
+    """`lines` short labelled texts (4-14 words, one or two sentiment words) as JSON Lines."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(lines):
+            label = i % 2 if rng.random() < 0.9 else 1 - i % 2  # 10% label noise, so the task is not trivial
+            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
+            for _ in range(rng.randint(1, 2)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[i % 2]))
+            handle.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
+
+
+def streaming_memory(lines: int, extra: list[str], threads: int, keep: Path | None = None) -> dict[str, Any]:
+    """Train with --streaming on a synthetic JSON Lines file of `lines` texts; peak memory of the training process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = (keep or Path(tmp)) / f"synthetic-{lines}.jsonl"
+        if not data.is_file():
+            write_synthetic_jsonl(data, lines)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        run = run_training(1, threads, ["--train-file", str(data), "--streaming", "--label-names", "negative,positive", *extra])
+        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far, in KiB on Linux
+        epoch = run["history"]["epochs"][0]
+        return {
+            "lines": lines, "file_mib": round(data.stat().st_size / 2**20, 1),
+            "peak_rss_mib": round(peak_kib / 1024, 1), "peak_rss_before_mib": round(before / 1024, 1),
+            "train_rows": run["config"]["data"]["source"]["sizes"]["train"],
+            "validation_rows": run["config"]["data"]["source"]["sizes"]["validation"],
+            "epoch_seconds": round(epoch["seconds"], 1), "tokens_per_second": round(epoch["tokens_per_second"]),
+            "validation_accuracy": round(run["metrics"]["accuracy"], 4), "command_wall_seconds": round(run["wall_seconds"], 1),
+            "model_written": True,
+        }
