@@ -1,0 +1,56 @@
+"""Accuracy of the project's presets against TF-IDF + logistic regression, over several seeds.
+
+Trains the `snippets` preset on the default corpus (scored on its test split) and the
+`treebank` preset on SST-2 (train -> validation), once per seed, with the baseline scored
+on the same split in the same run; prints a Markdown table (mean ± std) and writes JSON:
+
+    $ python scripts/benchmark_accuracy.py --sst2 path/to/sst2            # folder with train.csv, validation.csv
+    $ python scripts/benchmark_accuracy.py --datasets default --seeds 13   # one quick run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sentiment_gru import accuracy_benchmark, benchmark
+from sentiment_gru.errors import EXIT_USER_ERROR, UserError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(accuracy_benchmark.BENCHMARKS),
+                        choices=list(accuracy_benchmark.BENCHMARKS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15], help="one GRU run per seed")
+    parser.add_argument("--sst2", default="stanfordnlp/sst2",
+                        help="SST-2: a folder with train.* and validation.* files (text,label), or a hub name")
+    parser.add_argument("--output", type=Path, default=Path("artifacts/benchmark_accuracy.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(accuracy_benchmark.format_table(results))
+    for name, r in results.items():
+        print(f"{name}: GRU - baseline = {r['gain_over_baseline_points']:+.2f} points (mean over {len(r['runs'])} seeds)")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    report = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "environment": benchmark.environment(), "results": results}
+    args.output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
