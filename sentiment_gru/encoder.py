@@ -133,7 +133,7 @@ def _forward_fused(lib, gi, w_hh, b_hn, rev, layout, need_grad):
     """The recurrence with one fused C call per step for the gates; returns out and what backward needs."""
     H = w_hh.size(2)
     tokens = gi.size(0)
-    gi1 = gi[:, 3 * H:].index_select(0, rev)  # [tokens, 3H]: direction 1 in step order (direction 0's is gi's)
+    out = gi.new_empty(tokens, 2 * H)
     hs = gi.new_empty(2, tokens, H)  # step order: each step's new states, the next step's matmul input
     rz = gi.new_empty(2, tokens, 2 * H)
     n = gi.new_empty(2, tokens, H)
@@ -141,15 +141,13 @@ def _forward_fused(lib, gi, w_hh, b_hn, rev, layout, need_grad):
     h_prev = gi.new_empty(2, tokens, H) if need_grad else None
     w_hh_t = w_hh.transpose(1, 2).contiguous()  # [2, H, 3H]
     b_hn = b_hn.contiguous()
-    gi_p, gi1_p, b_p, hs_p, rz_p, n_p, ghn_p = (t.data_ptr() for t in (gi, gi1, b_hn, hs, rz, n, ghn))
+    gi_p, rev_p, b_p, hs_p, out_p, rz_p, n_p, ghn_p = (t.data_ptr() for t in (gi, rev, b_hn, hs, out, rz, n, ghn))
     h_prev_p = h_prev.data_ptr() if need_grad else None
     prev = -1
     for off, bs in zip(layout.offsets, layout.batch_sizes):
         gh = gi.new_zeros(2, bs, 3 * H) if prev < 0 else torch.bmm(hs[:, prev:prev + bs], w_hh_t)  # [2, bs, 3H]
-        lib.gru_forward_step(gi_p, gi1_p, 6 * H, 3 * H, gh.data_ptr(), b_p, hs_p, rz_p, n_p, ghn_p, h_prev_p,
-                             tokens, off, prev, bs, H)
+        lib.gru_forward_step(gi_p, rev_p, gh.data_ptr(), b_p, hs_p, out_p, rz_p, n_p, ghn_p, h_prev_p, tokens, off, prev, bs, H)
         prev = off
-    out = torch.cat([hs[0], hs[1].index_select(0, rev)], 1)  # [tokens, 2H]; rev is its own inverse
     return out, (h_prev, rz, n, ghn)
 
 
@@ -157,23 +155,19 @@ def _backward_fused(lib, grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
     """d(W_hh h + b_hh) per gate (step order) and d(gi) (packed order): one C call and one matmul per step."""
     H = w_hh.size(2)
     tokens = h_prev.size(1)
-    go1 = grad_out[:, H:].index_select(0, rev)  # [tokens, H]: direction 1 in step order
     dh = h_prev.new_empty(2, tokens, H)  # step order: the share each row's state gets from the next step
     d_gh = h_prev.new_empty(2, tokens, 3 * H)
-    grad_gi = h_prev.new_empty(tokens, 6 * H)  # direction 0's columns written by the kernel
-    gg1 = h_prev.new_empty(tokens, 3 * H)  # direction 1 in step order
-    grads = (grad_out.data_ptr(), go1.data_ptr(), 2 * H, H, grad_gi.data_ptr(), gg1.data_ptr(), 6 * H, 3 * H)
-    saved = [t.data_ptr() for t in (rz, n, ghn, h_prev, d_gh)]
+    grad_gi = h_prev.new_empty(tokens, 6 * H)
+    pointers = [t.data_ptr() for t in (grad_out, grad_gi, rev, dh)], [t.data_ptr() for t in (rz, n, ghn, h_prev, d_gh)]
     m, m_rows = None, 0  # the next step's d_gh W_hh: [2, m_rows, H]
     steps = list(zip(layout.offsets, layout.batch_sizes))
     for k in range(len(steps) - 1, -1, -1):
         off, bs = steps[k]
         prev = steps[k - 1][0] if k > 0 else -1
-        lib.gru_backward_step(*grads, dh.data_ptr(), m.data_ptr() if m is not None else None, *saved,
+        lib.gru_backward_step(*pointers[0], m.data_ptr() if m is not None else None, *pointers[1],
                               tokens, off, prev, bs, m_rows, H)
         if k > 0:
             m, m_rows = torch.bmm(d_gh[:, off:off + bs], w_hh), bs
-    grad_gi[:, 3 * H:] = gg1.index_select(0, rev)
     return d_gh, grad_gi
 
 

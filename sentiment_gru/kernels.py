@@ -28,8 +28,8 @@ FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-f
 
 _long, _ptr = ctypes.c_long, ctypes.c_void_p
 _SIGNATURES = {
-    "gru_forward_step": [_ptr, _ptr, _long, _long] + [_ptr] * 7 + [_long] * 5,
-    "gru_backward_step": [_ptr, _ptr, _long, _long] * 2 + [_ptr] * 7 + [_long] * 6,
+    "gru_forward_step": [_ptr] * 10 + [_long] * 5,
+    "gru_backward_step": [_ptr] * 10 + [_long] * 6,
 }
 
 
