@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epoch-texts", type=int, default=25_000, help="texts in the epoch")
     parser.add_argument("--impl", default="fast", choices=["fast", "packed"], help="encoder for --epoch")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="training precision for --epoch (auto: bf16 where the device has bf16 matrix units)")
+                        help="training precision for --epoch (auto: bf16 on a GPU, fp32 on the CPU, as training does)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default artifacts/benchmark.json, or artifacts/benchmark_epoch.json)")
     return parser.parse_args(argv)

@@ -93,6 +93,7 @@ TRAIN_OPTIONS = {
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
     "weight_decay": ("train", "weight_decay"), "label_smoothing": ("train", "label_smoothing"), "patience": ("train", "patience"),
     "seed": ("train", "seed"), "device": ("train", "device"), "num_proc": ("train", "num_proc"),
+    "precision": ("train", "precision"),
 }
 
 
@@ -133,6 +134,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, help=f"(default: {t.seed})")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"(default: {t.device})")
     g.add_argument("--num-proc", type=int, help=f"processes that tokenize the data (datasets.map; default: {t.num_proc})")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="fp32, or bf16 mixed precision (autocast; the GRU recurrence stays fp32 on the CPU); "
+                        f"auto: bf16 on GPUs that support it, fp32 on the CPU (default: {t.precision})")
     g = parser.add_argument_group("large corpora (see README, Scaling; several processes: start with torchrun)")
     g.add_argument("--streaming", action="store_true", default=False,
                    help="read the train split as a stream, never whole: the tokenizer learns from a sample, validation is held in memory")

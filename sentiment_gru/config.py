@@ -105,6 +105,7 @@ class TrainConfig:
     seed: int = 13  # seeds Python, NumPy and torch
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
     num_proc: int = 1  # worker processes that tokenize the splits (datasets.map)
+    precision: str = "auto"  # fp32, bf16 (autocast mixed precision) or auto: bf16 on GPUs that support it, else fp32
 
     def __post_init__(self) -> None:
         _check_int("TrainConfig", "epochs", self.epochs, 1, 10_000)
@@ -119,6 +120,7 @@ class TrainConfig:
         _check_int("TrainConfig", "seed", self.seed, 0, 2**32 - 1)
         _check_choice("TrainConfig", "device", self.device, ("auto", "cpu", "cuda"))
         _check_int("TrainConfig", "num_proc", self.num_proc, 1, 256)
+        _check_choice("TrainConfig", "precision", self.precision, ("auto", "fp32", "bf16"))
 
 
 @dataclass

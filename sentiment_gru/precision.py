@@ -21,11 +21,16 @@ def fast_bf16(device: torch.device | str) -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """The concrete precision ("fp32" or "bf16") for `precision` on `device`: auto means bf16 where it is fast."""
+    """The concrete precision ("fp32" or "bf16") for `precision` on `device`.
+
+    auto is bf16 on CUDA GPUs that support it and fp32 on the CPU: even with AMX, CPU
+    autocast measured slower on short texts (its casts cost more than the bf16 matmuls
+    save) and only about 1.2x faster at 256 tokens, so there it is an explicit choice.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. Got {precision!r} instead.")
     if precision == "auto":
-        return "bf16" if fast_bf16(device) else "fp32"
+        return "bf16" if torch.device(device).type == "cuda" and fast_bf16(device) else "fp32"
     return precision
 
 

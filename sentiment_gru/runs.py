@@ -109,6 +109,7 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
         "device": result.device,
+        "precision": result.precision,
         "processes": dist.world_size,  # the global batch is processes x train.batch_size
         "calibration": {"temperature": temperature, "fitted_on": "validation"},
         "versions": library_versions(),

@@ -22,6 +22,7 @@ from .data import LoadedData, StreamedSplit
 from .distributed import SINGLE, Dist
 from .errors import ConfigError, TrainingError
 from .model import EnsembleClassifier, GRUClassifier, build_model
+from .precision import autocast, resolve_precision
 from .predict import batched_logits
 from .tokenization import PAD_ID, encode, encode_dataset, train_tokenizer
 
@@ -52,6 +53,7 @@ class TrainResult:
     best_epoch: int | list[int] = 0  # one per ensemble member when there are several
     train_seconds: float = 0.0
     device: str = "cpu"
+    precision: str = "fp32"  # what training ran in: fp32 or bf16 (autocast)
     encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
 
 
@@ -112,10 +114,12 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     )
     model = build_model(model_config).to(device)
     members = list(model.members) if isinstance(model, EnsembleClassifier) else [model]
+    precision = resolve_precision(tcfg.precision, device)
     log.info(
-        "model: %s parameters%s, vocabulary %d, device %s, GRU path %s",
+        "model: %s parameters%s, vocabulary %d, device %s, GRU path %s, precision %s",
         f"{sum(p.numel() for p in members[0].parameters()):,}",
         f" in each of {len(members)} ensemble members" if len(members) > 1 else "", model_config.vocab_size, device, model_config.gru_impl,
+        precision,
     )
     history: list[dict[str, float]] = []
     best_epochs = []
@@ -157,7 +161,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     return TrainResult(
         model=model, tokenizer=tokenizer, model_config=model_config, history=history,
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
-        train_seconds=time.perf_counter() - started, device=str(device), encoded=encoded,
+        train_seconds=time.perf_counter() - started, device=str(device), precision=precision, encoded=encoded,
     )
 
 
@@ -231,6 +235,7 @@ def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labe
         [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.learning_rate
     )
     steps_per_epoch = source.steps
+    precision = resolve_precision(tcfg.precision, device)  # autocast for the forward pass; the loss is computed in fp32
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     rng = random.Random(seed)
@@ -269,8 +274,9 @@ def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labe
         set_random_state(rng, epoch_rng)
         bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
         for ids, lengths, target in source.epoch(epoch, rng, step):
-            logits = net(ids.to(device, non_blocking=True), lengths)
-            loss = loss_fn(logits, target.to(device))
+            with autocast(precision, device):
+                logits = net(ids.to(device, non_blocking=True), lengths)
+            loss = loss_fn(logits.float(), target.to(device))
             value = loss.item()
             # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
             stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *_stop_flags(checkpoints)], device)
