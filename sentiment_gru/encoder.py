@@ -86,13 +86,15 @@ class _BiGRURecurrence(torch.autograd.Function):
     Inputs: gi: [tokens, 6*hidden] in packed order (x W_ih^T + b_ih plus b_hr and b_hz;
     direction 0 in columns :3H, direction 1 in 3H:), w_hh: [2, 3*hidden, hidden],
     b_hn: [2, hidden]. Returns out: [tokens, 2*hidden], both directions' states in
-    packed order. Each step is one batched matmul for both directions plus the gate
+    packed order, and h_n: [2, batch, hidden], each direction's final state (direction 0
+    after a sequence's last token, direction 1 after its first). Each step is one batched matmul for both directions plus the gate
     arithmetic on the rows of the sequences still running (one fused C call where the
     compiled kernels apply); the backward pass mirrors it.
     """
 
     @staticmethod
     def forward(ctx, gi, w_hh, b_hn, layout, need_grad):
+        ctx.set_materialize_grads(False)
         ctx.param_dtype, ctx.gi_dtype = w_hh.dtype, gi.dtype
         lib = _kernels_for(gi, w_hh)
         rev = layout.reverse_index.to(gi.device)
@@ -103,19 +105,28 @@ class _BiGRURecurrence(torch.autograd.Function):
         else:
             w_hh, b_hn = w_hh.to(gi.dtype), b_hn.to(gi.dtype)  # e.g. bf16 gi under CUDA autocast
             out, saved = _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad)
+        H = w_hh.size(2)
+        last, first = layout.last_index.to(out.device), layout.first_index.to(out.device)
+        h_n = torch.stack([out[last, :H], out[first, H:]])  # [2, batch, H]
         if need_grad:
             ctx.lib, ctx.layout = lib, layout
-            ctx.save_for_backward(w_hh, rev, *saved)
-        return out
+            ctx.save_for_backward(w_hh, rev, last, first, *saved)
+        return out, h_n
 
     @staticmethod
-    def backward(ctx, grad_out):
-        w_hh, rev, h_prev, rz, n, ghn = ctx.saved_tensors
+    def backward(ctx, grad_out, grad_h_n):
+        w_hh, rev, last, first, h_prev, rz, n, ghn = ctx.saved_tensors
+        H = w_hh.size(2)
+        if grad_out is None:
+            grad_out = h_prev.new_zeros(h_prev.size(1), 2 * H)
+        if grad_h_n is not None:  # a final state's gradient joins its row's output gradient
+            grad_out = grad_out.clone(memory_format=torch.contiguous_format)
+            grad_out[:, :H].index_add_(0, last, grad_h_n[0].to(grad_out.dtype))
+            grad_out[:, H:].index_add_(0, first, grad_h_n[1].to(grad_out.dtype))
         if ctx.lib is not None:
             d_gh, grad_gi = _backward_fused(ctx.lib, grad_out.contiguous(), w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
         else:
             d_gh, grad_gi = _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
-        H = w_hh.size(2)
         grad_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)  # [2, 3H, H]: sum_t d_gh_t^T h_{t-1}
         grad_b_hn = d_gh[..., 2 * H:].sum(1)  # [2, H]
         dtype = ctx.param_dtype
@@ -290,8 +301,6 @@ class BiGRUEncoder(nn.Module):
             )
         layout = _PackedLayout(lengths, seq)
         padded_index = layout.padded_index.to(x.device)
-        first_index = layout.first_index.to(x.device)
-        last_index = layout.last_index.to(x.device)
         need_grad = torch.is_grad_enabled()
         layer_in = x.reshape(batch * seq, -1).index_select(0, padded_index)  # [tokens, input_size], packed order
         finals = []
@@ -306,10 +315,9 @@ class BiGRUEncoder(nn.Module):
             # b_hr and b_hz add to the input projection; b_hn stays inside r * (...).
             bias = torch.stack([w[2], w[6]]) + torch.cat([b_hh[:, :2 * H], b_hh.new_zeros(2, H)], 1)  # [2, 3H]
             gi = torch.addmm(bias.reshape(-1), layer_in, w_ih.t())  # [tokens, 6H]
-            layer_in = _BiGRURecurrence.apply(
+            layer_in, h_n = _BiGRURecurrence.apply(
                 gi, torch.stack([w[1], w[5]]), b_hh[:, 2 * H:], layout, need_grad
-            )  # [tokens, 2H]
-            # Direction 0 ends at each sequence's last token, direction 1 at its first.
-            finals += [layer_in[last_index, :H], layer_in[first_index, H:]]
+            )  # [tokens, 2H], [2, batch, H]
+            finals.append(h_n)
         out = layer_in.new_zeros(batch * seq, 2 * H).index_copy(0, padded_index, layer_in)
-        return out.view(batch, seq, 2 * H), torch.stack(finals)
+        return out.view(batch, seq, 2 * H), torch.cat(finals)
