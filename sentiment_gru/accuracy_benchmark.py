@@ -50,7 +50,8 @@ def data_config(name: str, sst2: str) -> DataConfig:
         files = {split: next(iter(sorted(path.glob(f"{split}.*"))), None) for split in ("train", "validation")}
         if files["train"] is None or files["validation"] is None:
             raise DataError(f"--sst2 {sst2}: the folder needs train.* and validation.* files (CSV text,label).")
-        return DataConfig(train_file=str(files["train"]), validation_file=str(files["validation"]))
+        return DataConfig(train_file=str(files["train"]), validation_file=str(files["validation"]),
+                          label_names=("negative", "positive"))
     return DataConfig(dataset=sst2)
 
 
