@@ -23,8 +23,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("gru_kernels.c")
-# -ffast-math lets the compiler use glibc's vectorised expf/tanhf; NaN still propagates through them.
-FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
+# Tried in order until one compiles. -ffast-math lets the compiler use glibc's vectorised
+# expf/tanhf (NaN still propagates through them). With -fopenmp the library needs libgomp.so.1,
+# which resolves to the copy torch has already loaded, so both share one thread pool; compilers
+# without OpenMP (Apple clang) or without -march=native get the later, plainer sets.
+FLAG_SETS = [
+    ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp", "-shared", "-fPIC"],
+    ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"],
+    ["-O3", "-shared", "-fPIC"],
+]
 
 _long, _ptr = ctypes.c_long, ctypes.c_void_p
 _SIGNATURES = {
@@ -59,22 +66,34 @@ def _cpu_id() -> str:
 
 
 def _build(compiler: str) -> Path:
-    """Compile the source into the cache (atomically) unless this build is there; return the library."""
+    """Compile the source into the cache (atomically) unless a build is there; return the library.
+
+    Raises the last compiler error when no flag set compiles.
+    """
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_id()]).encode()).hexdigest()[:16]
-    library = cache_dir() / f"gru_kernels-{key}.so"
-    if library.is_file():
-        return library
-    library.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=library.parent)
-    os.close(fd)
-    try:
-        subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
-        os.replace(tmp, library)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return library
+    source = SOURCE.read_text()
+    libraries = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256("\0".join([source, " ".join(flags), version, _cpu_id()]).encode()).hexdigest()[:16]
+        libraries.append((flags, cache_dir() / f"gru_kernels-{key}.so"))
+    for _, library in libraries:
+        if library.is_file():
+            return library
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    error = None
+    for flags, library in libraries:
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=library.parent)
+        os.close(fd)
+        try:
+            subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
+            os.replace(tmp, library)
+            return library
+        except subprocess.CalledProcessError as err:
+            error = err
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise error
 
 
 @functools.cache

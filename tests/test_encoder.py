@@ -135,6 +135,30 @@ def test_kernels_build_once_into_the_cache_and_fall_back_without_a_compiler(tmp_
         kernels.load.cache_clear()
 
 
+def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(tmp_path, monkeypatch):
+    compiler = kernels._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler here")
+    wrapper = tmp_path / "cc-without-openmp"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *-fopenmp*) echo "unsupported option -fopenmp" >&2; exit 1;; esac\nexec {compiler} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(wrapper))
+    kernels.load.cache_clear()
+    try:
+        assert kernels.load() is not None
+        assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+        torch.manual_seed(2)
+        encoder = BiGRUEncoder(6, 16, num_layers=2)
+        lengths = torch.tensor([5, 2, 7, 1])
+        x = torch.randn(4, 7, 6)
+        ref, fast = _run(encoder, "packed", x, lengths), _run(encoder, "fast", x, lengths)
+        for a, b in zip(ref[:3], fast[:3]):
+            torch.testing.assert_close(b, a, **TOL)
+    finally:
+        kernels.load.cache_clear()
+
+
 # --- Oracle: a GRU written from the equations, run token by token -------------------------
 
 
