@@ -37,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    import datasets
+
+    datasets.disable_progress_bars()  # the epoch lines are the progress worth reading here
     try:
         results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2)
     except UserError as err:
