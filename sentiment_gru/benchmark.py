@@ -20,8 +20,11 @@ import torch
 from torch import Tensor, nn
 
 from . import kernels
+from .batching import bucketed_batches, collate
+from .config import ModelConfig
 from .encoder import BiGRUEncoder
 from .errors import ConfigError
+from .model import GRUClassifier
 from .precision import autocast, fast_bf16, resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -164,48 +167,6 @@ def imdb_like_lengths(n: int, median: float = 380.0, sigma: float = 0.75, max_le
     return [min(max_len, max(min_len, round(rng.lognormvariate(math.log(median), sigma)))) for _ in range(n)]
 
 
-def bucketed_batches(lengths: Sequence[int], batch_size: int, chunk_batches: int = 50,
-                     seed: int = 0) -> list[list[int]]:
-    """Indices grouped into batches of similar length: shuffle, sort within chunks, shuffle batches."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    batches = []
-    chunk = batch_size * chunk_batches
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(texts: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Tensor, Tensor]:
-    """Pad token lists into ids: [batch, max_len] and lengths: [batch]."""
-    lengths = torch.tensor([len(t) for t in texts])
-    ids = torch.full((len(texts), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, text in enumerate(texts):
-        ids[row, :len(text)] = torch.tensor(text)
-    return ids, lengths
-
-
-class _PooledClassifier(nn.Module):
-    """Embedding -> BiGRUEncoder -> [max; mean] over real tokens -> linear (the benchmark's model)."""
-
-    def __init__(self, vocab_size: int, embed_size: int, hidden_size: int, num_layers: int,
-                 num_classes: int, impl: str):
-        super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_size, padding_idx=0)
-        self.encoder = BiGRUEncoder(embed_size, hidden_size, num_layers, impl=impl)
-        self.head = nn.Linear(4 * hidden_size, num_classes)
-
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        out, _ = self.encoder(self.embedding(ids), lengths)  # out: [batch, seq, 2*hidden]
-        pad = (torch.arange(ids.size(1), device=ids.device)[None, :] >= lengths.to(ids.device)[:, None])
-        maxed = out.masked_fill(pad[..., None], float("-inf")).amax(1)  # [batch, 2*hidden]
-        mean = out.sum(1) / lengths.to(out.device, out.dtype)[:, None]  # padding is zero
-        return self.head(torch.cat([maxed, mean], 1))  # [batch, num_classes]
-
-
 def training_epoch(
     num_texts: int = 25_000,
     vocab_size: int = 16_000,
@@ -219,7 +180,11 @@ def training_epoch(
     precision: str = "auto",
     seed: int = 0,
 ) -> dict:
-    """Wall time of one epoch (forward + backward + AdamW step) over random-token IMDB-like texts."""
+    """Wall time of one epoch (forward + backward + AdamW step) over random-token IMDB-like texts.
+
+    The model is the project's classifier (default pooling and dropout); batches come from the
+    training loop's own bucketing and padding, so the collate share is the real pipeline's.
+    """
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     if num_texts < 1 or batch_size < 1:
@@ -229,8 +194,9 @@ def training_epoch(
     lengths = imdb_like_lengths(num_texts, max_len=max_len, seed=seed)
     texts = [[rng.randrange(1, vocab_size) for _ in range(n)] for n in lengths]
     labels = torch.tensor([rng.randrange(2) for _ in range(num_texts)])
-    batches = bucketed_batches(lengths, batch_size, seed=seed)
-    model = _PooledClassifier(vocab_size, embed_size, hidden_size, num_layers, 2, impl).to(dev)
+    batches = bucketed_batches(lengths, batch_size, bucket_size=50, rng=rng)
+    model = GRUClassifier(ModelConfig(vocab_size=vocab_size, embedding_dim=embed_size, hidden_size=hidden_size,
+                                      num_layers=num_layers, gru_impl=impl)).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
     collate_s = step_s = 0.0
