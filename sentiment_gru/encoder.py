@@ -87,9 +87,9 @@ class _BiGRURecurrence(torch.autograd.Function):
     direction 0 in columns :3H, direction 1 in 3H:), w_hh: [2, 3*hidden, hidden],
     b_hn: [2, hidden]. Returns out: [tokens, 2*hidden], both directions' states in
     packed order, and h_n: [2, batch, hidden], each direction's final state (direction 0
-    after a sequence's last token, direction 1 after its first). Each step is one batched matmul for both directions plus the gate
-    arithmetic on the rows of the sequences still running (one fused C call where the
-    compiled kernels apply); the backward pass mirrors it.
+    after a sequence's last token, direction 1 after its first). Each step is one batched
+    matmul for both directions plus the gate arithmetic on the rows of the sequences still
+    running (one fused C call where the compiled kernels apply); the backward pass mirrors it.
     """
 
     @staticmethod

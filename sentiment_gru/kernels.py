@@ -49,8 +49,9 @@ def cache_dir() -> Path:
 
 def _compiler() -> str | None:
     for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     return None
 
 
@@ -71,10 +72,10 @@ def _build(compiler: str) -> Path:
     Raises the last compiler error when no flag set compiles.
     """
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
-    source = SOURCE.read_text()
+    build_id = [SOURCE.read_text(), version, _cpu_id()]
     libraries = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256("\0".join([source, " ".join(flags), version, _cpu_id()]).encode()).hexdigest()[:16]
+        key = hashlib.sha256("\0".join([*build_id, " ".join(flags)]).encode()).hexdigest()[:16]
         libraries.append((flags, cache_dir() / f"gru_kernels-{key}.so"))
     for _, library in libraries:
         if library.is_file():
