@@ -84,6 +84,10 @@ class TokenIds:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def token_counts(self, vocab_size: int) -> np.ndarray:
+        """How often each token id occurs: [vocab_size]."""
+        return np.bincount(self.column.combine_chunks().flatten().to_numpy(), minlength=vocab_size)
+
     def take(self, rows) -> "TokenIds":
         return TokenIds(self.column.take(np.asarray(rows, dtype=np.int64)))
 

@@ -87,6 +87,7 @@ def _gave_data(args: argparse.Namespace) -> bool:
 # train.py option -> (configuration section, field); options left out keep the preset's or the default value
 TRAIN_OPTIONS = {
     "tokenizer": ("tokenizer", "kind"), "vocab_size": ("tokenizer", "vocab_size"), "max_length": ("tokenizer", "max_length"),
+    "lexicon": ("tokenizer", "lexicon"),
     "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"), "num_layers": ("model", "num_layers"),
     "dropout": ("model", "dropout"), "embedding_dropout": ("model", "embedding_dropout"), "pooling": ("model", "pooling"),
     "ensemble": ("model", "ensemble_size"), "gru_impl": ("model", "gru_impl"),
@@ -112,6 +113,9 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help=f"subword model (default: {k.kind})")
     g.add_argument("--vocab-size", type=int, help=f"largest vocabulary (default: {k.vocab_size})")
     g.add_argument("--max-length", type=int, help=f"tokens kept per text (default: {k.max_length})")
+    g.add_argument("--lexicon", action=argparse.BooleanOptionalAction,
+                   help="English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
+                        f"(default: {'on' if k.lexicon else 'off'}; on in the snippets and treebank presets)")
     g = parser.add_argument_group("model")
     g.add_argument("--embedding-dim", type=int, help=f"(default: {m.embedding_dim})")
     g.add_argument("--hidden-size", type=int, help=f"GRU state per direction (default: {m.hidden_size})")

@@ -50,6 +50,7 @@ class TokenizerConfig:
     lowercase: bool = True  # fold case before splitting
     min_frequency: int = 2  # a merge or word piece must be seen this often to enter the vocabulary
     max_length: int = 256  # texts are cut to this many tokens
+    lexicon: bool = False  # add common English lexicon words as tokens, each with category vectors (sentiment_gru.lexicon)
 
     def __post_init__(self) -> None:
         _check_choice("TokenizerConfig", "kind", self.kind, TOKENIZER_KINDS)
@@ -71,6 +72,9 @@ class ModelConfig:
     pad_id: int = 0  # token id of [PAD]; its embedding stays zero
     gru_impl: str = "auto"  # auto, packed (nn.GRU on a PackedSequence) or fast (same result, faster CPU training)
     ensemble_size: int = 1  # classifiers trained from consecutive seeds whose probabilities are averaged
+    lexicon_categories: int = 0  # lexicon categories with a learned vector each (0: no lexicon); set by training
+    lexicon_entries: int = 0  # (token, category) pairs stored with the weights; set by training
+    embedding_rows: int = 0  # with the lexicon: learned rows, one per token seen in training, row 0 for the rest; 0: one per token
 
     def __post_init__(self) -> None:
         self.pooling = tuple(self.pooling)
@@ -89,6 +93,9 @@ class ModelConfig:
         _check_int("ModelConfig", "pad_id", self.pad_id, 0, self.vocab_size - 1)
         _check_choice("ModelConfig", "gru_impl", self.gru_impl, GRU_IMPLS)
         _check_int("ModelConfig", "ensemble_size", self.ensemble_size, 1, 32)
+        _check_int("ModelConfig", "lexicon_categories", self.lexicon_categories, 0)
+        _check_int("ModelConfig", "lexicon_entries", self.lexicon_entries, 0)
+        _check_int("ModelConfig", "embedding_rows", self.embedding_rows, 0, self.vocab_size)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig
@@ -30,7 +31,18 @@ class GRUClassifier(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        if config.embedding_rows:
+            # token id -> its learned row; tokens never seen in training share row 0, which stays zero
+            self.embedding = nn.Embedding(config.embedding_rows, config.embedding_dim, padding_idx=0)
+            self.register_buffer("token_rows", torch.zeros(config.vocab_size, dtype=torch.long))
+        else:
+            self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
+        if config.lexicon_categories:
+            # a token's vector gains the mean of its lexicon categories' vectors (sentiment_gru.lexicon);
+            # token i's categories are lexicon_ids[lexicon_offsets[i]:lexicon_offsets[i + 1]]
+            self.categories = nn.Embedding(config.lexicon_categories, config.embedding_dim)
+            self.register_buffer("lexicon_ids", torch.zeros(config.lexicon_entries, dtype=torch.long))
+            self.register_buffer("lexicon_offsets", torch.zeros(config.vocab_size + 1, dtype=torch.long))
         self.token_dropout = TokenDropout(config.embedding_dropout)
         self.encoder = BiGRUEncoder(
             config.embedding_dim, config.hidden_size, config.num_layers, dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -41,8 +53,21 @@ class GRUClassifier(nn.Module):
 
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GRU outputs [batch, seq, 2*hidden] (zero past each length) and final states [layers*2, batch, hidden]."""
-        x = self.token_dropout(self.embedding(ids))  # [batch, seq, embedding_dim]
+        x = self.token_dropout(self.embed(ids))  # [batch, seq, embedding_dim]
         return self.encoder(x, lengths)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token vectors [*ids.shape, embedding_dim]: the learned row, plus the lexicon part when there is one."""
+        x = self.embedding(self.token_rows[ids] if self.config.embedding_rows else ids)
+        if not self.config.lexicon_categories:
+            return x
+        unique, inverse = torch.unique(ids, return_inverse=True)  # only the batch's tokens: [u], ids.shape
+        starts = self.lexicon_offsets[unique]
+        counts = self.lexicon_offsets[unique + 1] - starts  # categories per token, 0 for most
+        bag_starts = torch.cumsum(counts, 0) - counts
+        flat = self.lexicon_ids[torch.repeat_interleave(starts - bag_starts, counts) + torch.arange(int(counts.sum()), device=ids.device)]
+        table = F.embedding_bag(flat, self.categories.weight, bag_starts, mode="mean")  # [u, embedding_dim]; empty bags are zero
+        return x + table[inverse]
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids: [batch, seq] token ids, lengths: [batch] int64 on the CPU -> logits: [batch, num_classes]."""

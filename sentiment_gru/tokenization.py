@@ -16,7 +16,8 @@ CHARS_PER_TOKEN_BOUND = 64
 
 
 def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
-    """Train a BPE or WordPiece tokenizer on `texts`, truncating to `config.max_length`."""
+    """Train a BPE or WordPiece tokenizer on `texts`, truncating to `config.max_length`; with
+    `config.lexicon`, the lexicon's common words are added as whole-word tokens."""
     special = [PAD_TOKEN, UNK_TOKEN]
     if config.kind == "bpe":
         # No word-piece prefix or suffix: with one, tokenizers assigns ids in hash-map order and the
@@ -39,6 +40,10 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(_batches(texts), trainer=trainer)
     assert [tokenizer.token_to_id(t) for t in special] == [PAD_ID, UNK_ID]
+    if config.lexicon:
+        from .lexicon import add_lexicon_tokens, load_lexicon
+
+        add_lexicon_tokens(tokenizer, load_lexicon())
     tokenizer.enable_truncation(max_length=config.max_length)
     return tokenizer
 

