@@ -190,10 +190,10 @@ def from_dict(cls: type, values: dict[str, Any]):
 # config.json. "snippets" and "treebank" were measured (README, Results); "reviews" is a starting
 # point for long texts such as IMDB that has not been tuned.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # short review snippets (the default corpus, Rotten Tomatoes, MR): a 5-member ensemble
-    "snippets": {"model": {"ensemble_size": 5}, "train": {"epochs": 8}},
-    # sentence/phrase treebanks (SST-2): many short phrases, so fewer epochs and a 3-member ensemble
-    "treebank": {"model": {"ensemble_size": 3}, "train": {"epochs": 4}},
+    # short review snippets (the default corpus, Rotten Tomatoes, MR): the lexicon and a 7-member ensemble
+    "snippets": {"tokenizer": {"lexicon": True}, "model": {"ensemble_size": 7}, "train": {"epochs": 8}},
+    # sentence/phrase treebanks (SST-2): many short phrases, so fewer epochs; the lexicon and a 7-member ensemble
+    "treebank": {"tokenizer": {"lexicon": True}, "model": {"ensemble_size": 7}, "train": {"epochs": 4}},
     # long reviews (IMDB): longer texts kept, smaller batches, one model
     "reviews": {"tokenizer": {"vocab_size": 16000, "max_length": 400}, "train": {"epochs": 4, "batch_size": 32}},
 }

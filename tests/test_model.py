@@ -132,7 +132,8 @@ def test_presets_sit_between_defaults_and_explicit_options():
     plain = build_run_config(DataConfig())
     assert plain.model.ensemble_size == 1 and plain.preset is None
     snippets = build_run_config(DataConfig(), preset="snippets", model={"hidden_size": 64})
-    assert snippets.model.ensemble_size == 5 and snippets.model.hidden_size == 64 and snippets.preset == "snippets"
+    assert snippets.model.ensemble_size == 7 and snippets.model.hidden_size == 64 and snippets.preset == "snippets"
+    assert snippets.tokenizer.lexicon and not plain.tokenizer.lexicon
     overridden = build_run_config(DataConfig(), preset="treebank", model={"ensemble_size": 1}, train={"epochs": 2})
     assert overridden.model.ensemble_size == 1 and overridden.train.epochs == 2
     with pytest.raises(ConfigError, match=r"Unknown preset 'imdb'; choose one of snippets, treebank, reviews"):
