@@ -67,7 +67,7 @@ class GRUClassifier(nn.Module):
         bag_starts = torch.cumsum(counts, 0) - counts
         flat = self.lexicon_ids[torch.repeat_interleave(starts - bag_starts, counts) + torch.arange(int(counts.sum()), device=ids.device)]
         table = F.embedding_bag(flat, self.categories.weight, bag_starts, mode="mean")  # [u, embedding_dim]; empty bags are zero
-        return x + table[inverse]
+        return x + F.embedding(inverse, table)  # table[inverse], but its CPU backward sums in a fixed order
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids: [batch, seq] token ids, lengths: [batch] int64 on the CPU -> logits: [batch, num_classes]."""

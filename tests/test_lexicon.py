@@ -105,3 +105,24 @@ def test_unseen_words_are_their_categories_alone_and_survive_save_load(lexicon_m
     assert torch.allclose(vectors[0], expected[0]) and torch.allclose(vectors[1], expected[1])  # never in training
     assert not torch.allclose(vectors[2], net.categories.weight[list(load_lexicon().words["dull"])].mean(0))  # learned row too
     assert torch.equal(vectors[3], torch.zeros_like(vectors[3]))
+
+
+def test_lexicon_gradients_are_the_same_run_after_run():
+    from sentiment_gru.config import ModelConfig
+    from sentiment_gru.model import GRUClassifier
+
+    torch.manual_seed(0)
+    vocab, categories = 3000, 300
+    net = GRUClassifier(ModelConfig(vocab_size=vocab, embedding_dim=64, hidden_size=8, lexicon_categories=categories,
+                                    lexicon_entries=6000, embedding_rows=2000))
+    net.lexicon_ids.copy_(torch.randint(0, categories, (6000,)))
+    net.lexicon_offsets.copy_(torch.cat([torch.zeros(1, dtype=torch.long), torch.sort(torch.randint(0, 6001, (vocab,))).values]))
+    net.token_rows.copy_(torch.randint(0, 2000, (vocab,)))
+    ids = torch.randint(1, vocab, (64, 60))
+    weights = torch.randn(64, 60, 64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for _ in range(3):
+        net.zero_grad()
+        (net.embed(ids) * weights).sum().backward()
+        grads.append((net.categories.weight.grad.clone(), net.embedding.weight.grad.clone()))
+    assert all(torch.equal(a, b) for g in grads[1:] for a, b in zip(grads[0], g))
