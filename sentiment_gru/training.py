@@ -95,8 +95,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     started = time.perf_counter()
     resumed = checkpoints.resumed if checkpoints is not None else None
     streamed = data.splits["train"] if isinstance(data.splits["train"], StreamedSplit) else None
-    if config.tokenizer.lexicon:
-        load_lexicon()  # a missing or changed lexicon fails here, before any training
+    lexicon = load_lexicon() if config.tokenizer.lexicon else None  # a missing or changed lexicon fails here, before any training
 
     if resumed is not None:
         from tokenizers import Tokenizer
@@ -113,20 +112,20 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in held.items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in held.items()}
     derived = {"vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
-    lexicon = None
-    if config.tokenizer.lexicon:
-        lexicon = lexicon_table(tokenizer, load_lexicon())
-        derived.update(lexicon_categories=len(load_lexicon().categories), lexicon_entries=len(lexicon[0]))
+    table = None
+    if lexicon is not None:
+        table = lexicon_table(tokenizer, lexicon)
+        derived.update(lexicon_categories=len(lexicon.categories), lexicon_entries=len(table[0]))
         if "train" in encoded:  # a streamed split is not counted: every token keeps a row of its own
             token_rows = _seen_token_rows(encoded["train"].token_counts(derived["vocab_size"]))
             derived["embedding_rows"] = int(token_rows.max()) + 1
     model_config = ModelConfig(**{**config.model.__dict__, **derived})
     model = build_model(model_config)
     members = list(model.members) if isinstance(model, EnsembleClassifier) else [model]
-    if lexicon is not None:
+    if table is not None:
         for member in members:
-            member.lexicon_ids.copy_(torch.from_numpy(lexicon[0]))
-            member.lexicon_offsets.copy_(torch.from_numpy(lexicon[1]))
+            member.lexicon_ids.copy_(torch.from_numpy(table[0]))
+            member.lexicon_offsets.copy_(torch.from_numpy(table[1]))
             if model_config.embedding_rows:
                 member.token_rows.copy_(torch.from_numpy(token_rows))
     model.to(device)
