@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
 import random
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,10 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, TrainingInterrupted
+from .files import CONFIG_FILE, TOKENIZER_FILE, atomic_write
 
 CHECKPOINT_FORMAT_VERSION = 1
 STATE_FILE = "checkpoint.pt"
-TOKENIZER_FILE = "tokenizer.json"
-CONFIG_FILE = "config.json"
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
@@ -38,18 +35,6 @@ def checkpoint_dir(output_dir: str | Path) -> Path:
     """The checkpoint folder of a run writing `output_dir`: its sibling `NAME.checkpoint/`."""
     output_dir = Path(output_dir)
     return output_dir.with_name(f"{output_dir.name}.checkpoint")
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def rng_states() -> dict[str, Any]:
@@ -141,9 +126,9 @@ class Checkpoints:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / ".gitignore").write_text("*\n")
         full = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": json.dumps(self.config, sort_keys=True), **state}
-        _atomic_write(self.folder / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
-        _atomic_write(self.folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(self.config, indent=2) + "\n"))
-        _atomic_write(self.folder / STATE_FILE, lambda tmp: torch.save(full, tmp))
+        atomic_write(self.folder / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
+        atomic_write(self.folder / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(self.config, indent=2) + "\n"))
+        atomic_write(self.folder / STATE_FILE, lambda tmp: torch.save(full, tmp))
 
     def remove(self) -> None:
         import shutil

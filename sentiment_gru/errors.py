@@ -5,7 +5,25 @@ model) raises a subclass of `UserError` whose message says what to do. The
 scripts print that message as one line on stderr and exit with status 2.
 """
 
+import sys
+from pathlib import Path
+
 EXIT_USER_ERROR = 2
+
+
+def command(name: str) -> str:
+    """How the user runs this project's `name` command: `python scripts/NAME.py` when they ran a script
+    of a clone, else the console command that installing the package gives (`sentiment-gru-NAME`)."""
+    running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if running is not None and running.parent.name == "scripts" and running.suffix == ".py":
+        return f"python scripts/{name}.py"
+    return f"sentiment-gru-{name}"
+
+
+def train_hint() -> str:
+    """What to run when there is no usable model, said the way the user runs commands."""
+    train = command("train")
+    return f"Run: make train (or {train} --output-dir DIR)" if train.startswith("python") else f"Run: {train} --output-dir DIR"
 
 
 class UserError(Exception):
