@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, UserError
+from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, UserError, command
 
 DEFAULT_ARTIFACTS = "artifacts"
 
@@ -46,106 +46,85 @@ def _quiet_datasets() -> None:
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its read errors reach the user as our one-line error
 
 
-# ---------------------------------------------------------------- data flags
+# ---------------------------------------------------------------- options built from the config dataclasses
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def _comma_list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(","))
+
+
+def _add_options(group, cls: type, where: str) -> dict[str, str]:
+    """Add an option for each field of `cls` that its `option()` puts on the command line at `where` ("source" for
+    every command, "train" for train only); return option dest -> field name."""
+    import dataclasses
+
+    added = {}
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli") or (meta["cli"] is not True and meta["cli"] != where):
+            continue
+        flag = meta["flag"] or f.name
+        default = f.default
+        kwargs: dict = {"dest": flag}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+            shown = "on" if default else "off"
+        elif isinstance(default, tuple) or "tuple" in str(f.type):
+            kwargs["type"] = _comma_list
+            shown = ",".join(default) if default else None
+        else:
+            kwargs["type"] = type(default) if default is not None else str
+            if meta["choices"] is not None:
+                kwargs["choices"] = meta["choices"]
+            shown = default
+        help_text = meta["help"].replace("%", "%%")
+        kwargs["help"] = help_text + (f" (default: {shown})" if shown is not None else "")
+        group.add_argument(f"--{flag.replace('_', '-')}", **kwargs)
+        added[flag] = f.name
+    return added
+
+
+def _given(args: argparse.Namespace, options: dict[str, str]) -> dict:
+    """The fields whose options were given on the command line, as field name -> value."""
+    return {name: getattr(args, dest) for dest, name in options.items() if getattr(args, dest, None) is not None}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, where: str = "source") -> None:
+    from .config import DataConfig
+
     group = parser.add_argument_group("data (default: the Rotten Tomatoes snippets corpus)")
-    group.add_argument("--dataset", help="Hugging Face hub dataset name (imdb, stanfordnlp/sst2, ...) or a local dataset folder")
-    group.add_argument("--dataset-config", help="configuration name of a hub dataset")
-    group.add_argument("--train-file", help="training data: CSV, TSV, JSON, JSON Lines or Parquet")
-    group.add_argument("--validation-file", help="validation data (default: 10%% of train, stratified)")
-    group.add_argument("--test-file", help="test data (default: none; reports use validation)")
-    group.add_argument("--text-column", help="text column (detected: text, sentence, review, content)")
-    group.add_argument("--label-column", help="label column (detected: label, labels, sentiment)")
-    group.add_argument("--label-names", help="comma-separated names for integer labels 0..n-1, e.g. negative,positive")
+    parser.set_defaults(data_options=_add_options(group, DataConfig, where))
 
 
 def data_config_from(args: argparse.Namespace, seed: int = 13):
     from .config import DataConfig
 
-    names = tuple(n.strip() for n in args.label_names.split(",")) if args.label_names else None
-    streaming = {"streaming": True} if getattr(args, "streaming", False) else {}
-    if getattr(args, "stream_sample_size", None) is not None:
-        if not streaming:
-            raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
-        streaming["stream_sample_size"] = args.stream_sample_size
-    return DataConfig(
-        dataset=args.dataset, dataset_config=args.dataset_config, train_file=args.train_file,
-        validation_file=args.validation_file, test_file=args.test_file, text_column=args.text_column,
-        label_column=args.label_column, label_names=names, seed=seed, **streaming,
-    )
+    given = _given(args, args.data_options)
+    if "stream_sample_size" in given and not given.get("streaming"):
+        raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
+    return DataConfig(**given, seed=seed)
 
 
 def _gave_data(args: argparse.Namespace) -> bool:
-    return any(getattr(args, k) for k in ("dataset", "train_file", "validation_file", "test_file", "text_column", "label_column", "label_names"))
+    return bool(_given(args, args.data_options))
 
 
 # ---------------------------------------------------------------- train
 
 
-# train.py option -> (configuration section, field); options left out keep the preset's or the default value
-TRAIN_OPTIONS = {
-    "tokenizer": ("tokenizer", "kind"), "vocab_size": ("tokenizer", "vocab_size"), "max_length": ("tokenizer", "max_length"),
-    "lexicon": ("tokenizer", "lexicon"),
-    "embedding_dim": ("model", "embedding_dim"), "hidden_size": ("model", "hidden_size"), "num_layers": ("model", "num_layers"),
-    "dropout": ("model", "dropout"), "embedding_dropout": ("model", "embedding_dropout"), "pooling": ("model", "pooling"),
-    "ensemble": ("model", "ensemble_size"), "gru_impl": ("model", "gru_impl"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
-    "weight_decay": ("train", "weight_decay"), "label_smoothing": ("train", "label_smoothing"), "patience": ("train", "patience"),
-    "seed": ("train", "seed"), "device": ("train", "device"), "num_proc": ("train", "num_proc"),
-    "precision": ("train", "precision"),
-}
-
-
 def train_parser() -> argparse.ArgumentParser:
-    from .config import GRU_IMPLS, POOLING_CHOICES, PRESETS, TOKENIZER_KINDS, DataConfig, ModelConfig, TokenizerConfig, TrainConfig
+    from .config import PRESET_HELP, ModelConfig, TokenizerConfig, TrainConfig
 
-    m, t, k = ModelConfig(), TrainConfig(), TokenizerConfig()
     parser = argparse.ArgumentParser(
         prog="train", description="Train a bidirectional GRU sentiment classifier. Defaults shown are those without --preset.",
-        argument_default=None,
     )
-    add_data_arguments(parser)
-    parser.add_argument("--preset", choices=list(PRESETS),
-                        help="start from the settings for a dataset family: snippets (short reviews), treebank (SST-2), reviews (IMDB)")
-    g = parser.add_argument_group("tokenizer")
-    g.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help=f"subword model (default: {k.kind})")
-    g.add_argument("--vocab-size", type=int, help=f"largest vocabulary (default: {k.vocab_size})")
-    g.add_argument("--max-length", type=int, help=f"tokens kept per text (default: {k.max_length})")
-    g.add_argument("--lexicon", action=argparse.BooleanOptionalAction,
-                   help="English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
-                        f"(default: {'on' if k.lexicon else 'off'}; on in the snippets and treebank presets)")
-    g = parser.add_argument_group("model")
-    g.add_argument("--embedding-dim", type=int, help=f"(default: {m.embedding_dim})")
-    g.add_argument("--hidden-size", type=int, help=f"GRU state per direction (default: {m.hidden_size})")
-    g.add_argument("--num-layers", type=int, help=f"bidirectional GRU layers (default: {m.num_layers})")
-    g.add_argument("--dropout", type=float, help=f"(default: {m.dropout})")
-    g.add_argument("--embedding-dropout", type=float, help=f"token dropout (default: {m.embedding_dropout})")
-    g.add_argument("--pooling", help=f"comma-separated, from {', '.join(POOLING_CHOICES)} (default: {','.join(m.pooling)})")
-    g.add_argument("--ensemble", type=int,
-                   help=f"train this many classifiers from consecutive seeds and average their probabilities (default: {m.ensemble_size})")
-    g.add_argument("--gru-impl", choices=GRU_IMPLS,
-                   help="packed: nn.GRU on a PackedSequence; fast: same result, faster CPU training; "
-                        "auto (default): fast for CPU training, packed otherwise")
-    g = parser.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help=f"(default: {t.epochs})")
-    g.add_argument("--batch-size", type=int, help=f"(default: {t.batch_size})")
-    g.add_argument("--learning-rate", type=float, help=f"peak AdamW learning rate (default: {t.learning_rate})")
-    g.add_argument("--weight-decay", type=float, help=f"(default: {t.weight_decay})")
-    g.add_argument("--label-smoothing", type=float, help=f"(default: {t.label_smoothing})")
-    g.add_argument("--patience", type=int, help=f"epochs without validation gain before stopping (default: {t.patience})")
-    g.add_argument("--seed", type=int, help=f"(default: {t.seed})")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), help=f"(default: {t.device})")
-    g.add_argument("--num-proc", type=int, help=f"processes that tokenize the data (datasets.map; default: {t.num_proc})")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="fp32, or bf16 mixed precision (autocast; the GRU recurrence stays fp32 on the CPU); "
-                        f"auto: bf16 on GPUs that support it, fp32 on the CPU (default: {t.precision})")
-    g = parser.add_argument_group("large corpora (see README, Scaling; several processes: start with torchrun)")
-    g.add_argument("--streaming", action="store_true", default=False,
-                   help="read the train split as a stream, never whole: the tokenizer learns from a sample, validation is held in memory")
-    g.add_argument("--stream-sample-size", type=int,
-                   help=f"with --streaming: texts from the start of the stream the tokenizer learns from (default: {DataConfig().stream_sample_size})")
+    add_data_arguments(parser, where="train")
+    parser.add_argument("--preset", choices=list(PRESET_HELP),
+                        help="start from the settings for a dataset family: " + ", ".join(f"{k} ({v})" for k, v in PRESET_HELP.items()))
+    sections = {}
+    for section, cls in (("tokenizer", TokenizerConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        sections[section] = _add_options(parser.add_argument_group(section), cls, "train")
+    parser.set_defaults(config_options=sections)
     parser.add_argument("--output-dir", default=DEFAULT_ARTIFACTS, help="model folder to write (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", default=False,
                         help="continue an interrupted run from OUTPUT-DIR.checkpoint/ (give the same options)")
@@ -157,12 +136,8 @@ def run_config_from(args: argparse.Namespace):
     """The run configuration: defaults, then --preset, then the options given."""
     from .config import TrainConfig, build_run_config
 
-    sections: dict[str, dict] = {"tokenizer": {}, "model": {}, "train": {}}
-    for option, (section, name) in TRAIN_OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            sections[section][name] = tuple(p.strip() for p in value.split(",")) if option == "pooling" else value
-    seed = args.seed if args.seed is not None else TrainConfig().seed
+    sections = {section: _given(args, options) for section, options in args.config_options.items()}
+    seed = sections["train"].get("seed", TrainConfig().seed)
     return build_run_config(data_config_from(args, seed=seed), preset=args.preset, **sections)
 
 
@@ -178,12 +153,12 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as exc:
         import shlex
 
-        again = shlex.join(["python", "scripts/train.py", *(a for a in args.argv if a != "--resume"), "--resume"])
+        again = " ".join([command("train"), shlex.join([*(a for a in args.argv if a != "--resume"), "--resume"])])
         raise TrainingInterrupted(
             f"{exc} The previous model in {args.output_dir}/, if any, is unchanged. Resume with: {again}", exc.exit_status - 128
         ) from None
     print(metrics["report"])
-    print(f"model written to {args.output_dir}/ — predict with: python scripts/predict.py --artifacts {args.output_dir} \"some text\"")
+    print(f"model written to {args.output_dir}/ — predict with: {command('predict')} --artifacts {args.output_dir} \"some text\"")
     return 0
 
 
@@ -222,6 +197,35 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def evaluate_main(argv: list[str] | None = None) -> int:
     return _run(_evaluate, argv, evaluate_parser())
+
+
+# ---------------------------------------------------------------- compare
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compare", description="Compare two trained models on the same split: accuracy, "
+                                                                 "macro-F1, a paired bootstrap of the difference and McNemar's test.")
+    parser.add_argument("dir_a", metavar="DIR_A", help="first model folder")
+    parser.add_argument("dir_b", metavar="DIR_B", help="second model folder")
+    add_data_arguments(parser)
+    parser.add_argument("--split", choices=("train", "validation", "test"), help="split to score (default: test, else the first given)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(quiet=True)  # warnings only: the comparison is the output
+    return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .report import format_comparison
+    from .runs import compare_saved
+
+    _quiet_datasets()
+    result = compare_saved(args.dir_a, args.dir_b, data_config_from(args) if _gave_data(args) else None, args.split)
+    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+    return 0
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    return _run(_compare, argv, compare_parser())
 
 
 # ---------------------------------------------------------------- predict

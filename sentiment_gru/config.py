@@ -16,11 +16,24 @@ CONFIG_FORMAT_VERSION = 1
 POOLING_CHOICES = ("last", "max", "mean")
 GRU_IMPLS = ("auto", "packed", "fast")
 TOKENIZER_KINDS = ("bpe", "wordpiece")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 # Upper bounds that keep a run within memory on a laptop; raise them knowingly.
 MAX_VOCAB_SIZE = 1_000_000
 MAX_SEQUENCE_LENGTH = 10_000
 MAX_BATCH_SIZE = 65_536
+
+
+def option(default: Any, help: str, *, low: float | None = None, high: float | None = None, high_open: bool = False,
+           choices: tuple[str, ...] | None = None, flag: str | None = None, cli: bool = True) -> Any:
+    """A configuration field: its default, bounds or choices, and the help text its command-line option shows.
+
+    `flag` names the option when it is not the field's name (`--ensemble` for `ensemble_size`); `cli=False`
+    keeps a field off the command line (values that training derives, or settings no one has needed yet).
+    """
+    metadata = {"help": help, "low": low, "high": high, "high_open": high_open, "choices": choices, "flag": flag, "cli": cli}
+    return field(default=default, metadata=metadata)
 
 
 def _check_int(owner: str, name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -43,115 +56,115 @@ def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -
         raise ConfigError(f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead.")
 
 
+def _validate(config: Any) -> None:
+    """Check every field against the bounds or choices its `option()` declares."""
+    owner = type(config).__name__
+    for f in dataclasses.fields(config):
+        meta, value = f.metadata, getattr(config, f.name)
+        if meta.get("choices") is not None and not isinstance(f.default, tuple):
+            _check_choice(owner, f.name, value, meta["choices"])
+        elif meta.get("low") is None:
+            continue
+        elif isinstance(f.default, bool):
+            continue
+        elif isinstance(f.default, int):
+            _check_int(owner, f.name, value, int(meta["low"]), None if meta["high"] is None else int(meta["high"]))
+        else:
+            _check_float(owner, f.name, value, meta["low"], meta["high"], meta["high_open"])
+
+
 @dataclass
 class TokenizerConfig:
-    kind: str = "bpe"  # subword model trained on the training split: bpe (deterministic) or wordpiece
-    vocab_size: int = 4000  # largest vocabulary, special tokens included
-    lowercase: bool = True  # fold case before splitting
-    min_frequency: int = 2  # a merge or word piece must be seen this often to enter the vocabulary
-    max_length: int = 256  # texts are cut to this many tokens
-    lexicon: bool = False  # add common English lexicon words as tokens, each with category vectors (sentiment_gru.lexicon)
+    kind: str = option("bpe", "subword model trained on the training split: bpe (deterministic) or wordpiece",
+                       choices=TOKENIZER_KINDS, flag="tokenizer")
+    vocab_size: int = option(4000, "largest vocabulary, special tokens included", low=100, high=MAX_VOCAB_SIZE)
+    lowercase: bool = option(True, "fold case before splitting", cli=False)
+    min_frequency: int = option(2, "a merge or word piece must be seen this often to enter the vocabulary", low=1, cli=False)
+    max_length: int = option(256, "tokens kept per text", low=1, high=MAX_SEQUENCE_LENGTH)
+    lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
+                                  "(sentiment_gru.lexicon; on in the snippets and treebank presets)")
 
     def __post_init__(self) -> None:
-        _check_choice("TokenizerConfig", "kind", self.kind, TOKENIZER_KINDS)
-        _check_int("TokenizerConfig", "vocab_size", self.vocab_size, 100, MAX_VOCAB_SIZE)
-        _check_int("TokenizerConfig", "min_frequency", self.min_frequency, 1)
-        _check_int("TokenizerConfig", "max_length", self.max_length, 1, MAX_SEQUENCE_LENGTH)
+        _validate(self)
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 4000  # rows of the embedding table (the tokenizer's vocabulary)
-    num_classes: int = 2  # outputs of the linear classifier
-    embedding_dim: int = 128  # width of each token vector
-    hidden_size: int = 128  # GRU state width per direction
-    num_layers: int = 2  # stacked bidirectional GRU layers
-    dropout: float = 0.5  # between GRU layers and before the classifier
-    embedding_dropout: float = 0.3  # drops whole token vectors during training
-    pooling: tuple[str, ...] = ("last", "max", "mean")  # how GRU outputs become one text vector
-    pad_id: int = 0  # token id of [PAD]; its embedding stays zero
-    gru_impl: str = "auto"  # auto, packed (nn.GRU on a PackedSequence) or fast (same result, faster CPU training)
-    ensemble_size: int = 1  # classifiers trained from consecutive seeds whose probabilities are averaged
-    lexicon_categories: int = 0  # lexicon categories with a learned vector each (0: no lexicon); set by training
-    lexicon_entries: int = 0  # (token, category) pairs stored with the weights; set by training
-    embedding_rows: int = 0  # with the lexicon: learned rows, one per token seen in training, row 0 for the rest; 0: one per token
+    vocab_size: int = option(4000, "rows of the embedding table (the tokenizer's vocabulary)", low=2, high=MAX_VOCAB_SIZE, cli=False)
+    num_classes: int = option(2, "outputs of the linear classifier", low=2, cli=False)
+    embedding_dim: int = option(128, "width of each token vector", low=1, high=4096)
+    hidden_size: int = option(128, "GRU state width per direction", low=1, high=4096)
+    num_layers: int = option(2, "stacked bidirectional GRU layers", low=1, high=16)
+    dropout: float = option(0.5, "dropout between GRU layers and before the classifier", low=0.0, high=1.0, high_open=True)
+    embedding_dropout: float = option(0.3, "drops whole token vectors during training", low=0.0, high=1.0, high_open=True)
+    pooling: tuple[str, ...] = option(("last", "max", "mean"), "how GRU outputs become one text vector, comma-separated",
+                                      choices=POOLING_CHOICES)
+    pad_id: int = option(0, "token id of [PAD]; its embedding stays zero", low=0, cli=False)
+    gru_impl: str = option("auto", "packed: nn.GRU on a PackedSequence; fast: same result, faster CPU training; "
+                                   "auto: fast on the CPU, packed (cuDNN) on CUDA", choices=GRU_IMPLS)
+    ensemble_size: int = option(1, "train this many classifiers from consecutive seeds and average their probabilities",
+                                low=1, high=32, flag="ensemble")
+    lexicon_categories: int = option(0, "lexicon categories with a learned vector each (0: no lexicon); set by training", low=0, cli=False)
+    lexicon_entries: int = option(0, "(token, category) pairs stored with the weights; set by training", low=0, cli=False)
+    embedding_rows: int = option(0, "with the lexicon: learned rows, one per token seen in training, row 0 for the rest; "
+                                    "0: one per token", low=0, cli=False)
 
     def __post_init__(self) -> None:
         self.pooling = tuple(self.pooling)
-        _check_int("ModelConfig", "vocab_size", self.vocab_size, 2, MAX_VOCAB_SIZE)
-        _check_int("ModelConfig", "num_classes", self.num_classes, 2)
-        _check_int("ModelConfig", "embedding_dim", self.embedding_dim, 1, 4096)
-        _check_int("ModelConfig", "hidden_size", self.hidden_size, 1, 4096)
-        _check_int("ModelConfig", "num_layers", self.num_layers, 1, 16)
-        _check_float("ModelConfig", "dropout", self.dropout, 0.0, 1.0, high_open=True)
-        _check_float("ModelConfig", "embedding_dropout", self.embedding_dropout, 0.0, 1.0, high_open=True)
+        _validate(self)
         if not self.pooling or any(p not in POOLING_CHOICES for p in self.pooling) or len(set(self.pooling)) != len(self.pooling):
             raise ConfigError(
                 f"The 'pooling' parameter of ModelConfig must be distinct names from {', '.join(POOLING_CHOICES)}. "
                 f"Got {self.pooling!r} instead."
             )
         _check_int("ModelConfig", "pad_id", self.pad_id, 0, self.vocab_size - 1)
-        _check_choice("ModelConfig", "gru_impl", self.gru_impl, GRU_IMPLS)
-        _check_int("ModelConfig", "ensemble_size", self.ensemble_size, 1, 32)
-        _check_int("ModelConfig", "lexicon_categories", self.lexicon_categories, 0)
-        _check_int("ModelConfig", "lexicon_entries", self.lexicon_entries, 0)
         _check_int("ModelConfig", "embedding_rows", self.embedding_rows, 0, self.vocab_size)
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8  # most passes over the training split
-    batch_size: int = 64  # texts per optimisation step
-    learning_rate: float = 3e-3  # peak AdamW learning rate
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    warmup_fraction: float = 0.06  # share of steps spent warming the learning rate up, then linear decay
-    clip_norm: float = 1.0  # largest gradient norm
-    label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing
-    patience: int = 3  # epochs without validation gain before stopping
-    bucket_size: int = 50  # batches whose texts are sorted by length together
-    seed: int = 13  # seeds Python, NumPy and torch
-    device: str = "auto"  # auto (CUDA when present), cpu or cuda
-    num_proc: int = 1  # worker processes that tokenize the splits (datasets.map)
-    precision: str = "auto"  # fp32, bf16 (autocast mixed precision) or auto: bf16 on GPUs that support it, else fp32
+    epochs: int = option(8, "most passes over the training split", low=1, high=10_000)
+    batch_size: int = option(64, "texts per optimisation step (per process under torchrun)", low=1, high=MAX_BATCH_SIZE)
+    learning_rate: float = option(3e-3, "peak AdamW learning rate", low=1e-8, high=10.0)
+    weight_decay: float = option(0.01, "AdamW decoupled weight decay", low=0.0, high=10.0)
+    warmup_fraction: float = option(0.06, "share of steps spent warming the learning rate up, then linear decay",
+                                    low=0.0, high=1.0, high_open=True, cli=False)
+    clip_norm: float = option(1.0, "largest gradient norm", low=0.0, high=1e6, cli=False)
+    label_smoothing: float = option(0.0, "CrossEntropyLoss label smoothing", low=0.0, high=1.0, high_open=True)
+    patience: int = option(3, "epochs without validation gain before stopping", low=1)
+    bucket_size: int = option(50, "batches whose texts are sorted by length together", low=1, cli=False)
+    seed: int = option(13, "seeds Python, NumPy and torch, and the carved validation split", low=0, high=2**32 - 1)
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
+    num_proc: int = option(1, "processes that tokenize the data (datasets.map)", low=1, high=256)
+    precision: str = option("auto", "fp32, or bf16 mixed precision (autocast; the GRU recurrence stays fp32 on the CPU); "
+                                    "auto: bf16 on GPUs that support it, fp32 on the CPU", choices=PRECISIONS)
 
     def __post_init__(self) -> None:
-        _check_int("TrainConfig", "epochs", self.epochs, 1, 10_000)
-        _check_int("TrainConfig", "batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
-        _check_float("TrainConfig", "learning_rate", self.learning_rate, 1e-8, 10.0)
-        _check_float("TrainConfig", "weight_decay", self.weight_decay, 0.0, 10.0)
-        _check_float("TrainConfig", "warmup_fraction", self.warmup_fraction, 0.0, 1.0, high_open=True)
-        _check_float("TrainConfig", "clip_norm", self.clip_norm, 0.0, 1e6)
-        _check_float("TrainConfig", "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        _check_int("TrainConfig", "patience", self.patience, 1)
-        _check_int("TrainConfig", "bucket_size", self.bucket_size, 1)
-        _check_int("TrainConfig", "seed", self.seed, 0, 2**32 - 1)
-        _check_choice("TrainConfig", "device", self.device, ("auto", "cpu", "cuda"))
-        _check_int("TrainConfig", "num_proc", self.num_proc, 1, 256)
-        _check_choice("TrainConfig", "precision", self.precision, ("auto", "fp32", "bf16"))
+        _validate(self)
 
 
 @dataclass
 class DataConfig:
-    dataset: str | None = None  # hub name or local dataset folder; None with no files means the default corpus
-    dataset_config: str | None = None  # hub configuration name
-    train_file: str | None = None  # CSV, TSV, JSON, JSON Lines or Parquet
-    validation_file: str | None = None
-    test_file: str | None = None
-    text_column: str | None = None  # detected when None
-    label_column: str | None = None  # detected when None
-    label_names: tuple[str, ...] | None = None  # names for integer labels 0..n-1, in order
-    validation_fraction: float = 0.1  # carved from train when there is no validation split
-    seed: int = 13  # seeds the carved validation split
-    streaming: bool = False  # read the train split as a stream, never whole; the other splits are held in memory
-    stream_sample_size: int = 100_000  # with streaming: texts from the start of the stream the tokenizer is trained on
-    stream_shuffle_buffer: int = 10_000  # with streaming: rows shuffled together each epoch (1: stream order)
+    dataset: str | None = option(None, "Hugging Face hub dataset name (imdb, stanfordnlp/sst2, ...) or a local dataset folder")
+    dataset_config: str | None = option(None, "configuration name of a hub dataset")
+    train_file: str | None = option(None, "training data: CSV, TSV, JSON, JSON Lines or Parquet")
+    validation_file: str | None = option(None, "validation data (default: 10% of train, stratified)")
+    test_file: str | None = option(None, "test data (default: none; reports use validation)")
+    text_column: str | None = option(None, "text column (detected: text, sentence, review, content)")
+    label_column: str | None = option(None, "label column (detected: label, labels, sentiment)")
+    label_names: tuple[str, ...] | None = option(None, "comma-separated names for integer labels 0..n-1, e.g. negative,positive")
+    validation_fraction: float = option(0.1, "carved from train when there is no validation split", low=0.01, high=0.5, cli=False)
+    seed: int = option(13, "seeds the carved validation split (training's --seed)", cli=False)
+    streaming: bool = option(False, "read the train split as a stream, never whole: the tokenizer learns from a sample, "
+                                    "validation is held in memory", cli="train")
+    stream_sample_size: int = option(100_000, "with --streaming: texts from the start of the stream the tokenizer learns from",
+                                     low=1, cli="train")
+    stream_shuffle_buffer: int = option(10_000, "with streaming: rows shuffled together each epoch (1: stream order)", low=1, cli=False)
 
     def __post_init__(self) -> None:
         if self.label_names is not None:
             self.label_names = tuple(self.label_names)
-        _check_float("DataConfig", "validation_fraction", self.validation_fraction, 0.01, 0.5)
-        _check_int("DataConfig", "stream_sample_size", self.stream_sample_size, 1)
-        _check_int("DataConfig", "stream_shuffle_buffer", self.stream_shuffle_buffer, 1)
+        _validate(self)
         if self.dataset is not None and any(f is not None for f in (self.train_file, self.validation_file, self.test_file)):
             raise ConfigError("Give either --dataset or --train-file/--validation-file/--test-file, not both.")
         if self.streaming and self.dataset is None and self.train_file is None:
@@ -189,6 +202,7 @@ def from_dict(cls: type, values: dict[str, Any]):
 # Named starting points, one per dataset family; explicit options override them. Each is recorded in
 # config.json. "snippets" and "treebank" were measured (README, Results); "reviews" is a starting
 # point for long texts such as IMDB that has not been tuned.
+PRESET_HELP = {"snippets": "short review snippets, the default corpus", "treebank": "sentence treebanks, SST-2", "reviews": "long reviews, IMDB"}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # short review snippets (the default corpus, Rotten Tomatoes, MR): the lexicon and a 7-member ensemble
     "snippets": {"tokenizer": {"lexicon": True}, "model": {"ensemble_size": 7}, "train": {"epochs": 8}},

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .config import PRECISIONS
 
 
 def fast_bf16(device: torch.device | str) -> bool:
