@@ -9,7 +9,6 @@ while saving leaves the previous model complete and usable.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import shutil
@@ -19,29 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FORMAT_VERSION, ModelConfig, from_dict
-from .errors import ArtifactsError
+from .config import CONFIG_FORMAT_VERSION, DataConfig, ModelConfig, from_dict
+from .errors import ArtifactsError, train_hint
+from .files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
-MANIFEST_FILE = "MANIFEST.json"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, MANIFEST_FILE)
 # Files a fresh or emptied output folder may hold that are not ours to keep.
 HARMLESS_FILES = {".gitignore", ".gitkeep", ".DS_Store"}
-TRAIN_HINT = "Run: make train (or python scripts/train.py --output-dir DIR)"
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_model_folder(path: Path) -> bool:
@@ -135,6 +118,15 @@ class LoadedModel:
     config: dict[str, Any]  # the whole config.json
     path: Path
 
+    @property
+    def temperature(self) -> float:
+        """The temperature fitted after training (1.0 for a model saved without one)."""
+        return float(self.config.get("calibration", {}).get("temperature", 1.0))
+
+    def data_config(self) -> DataConfig:
+        """The data configuration the model was trained with, as config.json records it."""
+        return from_dict(DataConfig, {k: v for k, v in self.config["data"].items() if k not in ("source", "notes")})
+
 
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     """Load and validate a trained model folder: the one loader predict and evaluate share."""
@@ -147,17 +139,17 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
 
     folder = Path(path)
     if not folder.is_dir() or not is_model_folder(folder):
-        raise ArtifactsError(f"No trained model in {folder}/. {TRAIN_HINT}")
+        raise ArtifactsError(f"No trained model in {folder}/. {train_hint()}")
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
-        raise ArtifactsError(f"{folder}/ is incomplete: {', '.join(missing)} missing. {TRAIN_HINT}")
+        raise ArtifactsError(f"{folder}/ is incomplete: {', '.join(missing)} missing. {train_hint()}")
     manifest = _read_json(folder / MANIFEST_FILE)
     for name, expected in manifest.get("files", {}).items():
         file = folder / name
         if not file.is_file():
-            raise ArtifactsError(f"{file}: listed in {MANIFEST_FILE} but missing. {TRAIN_HINT}")
+            raise ArtifactsError(f"{file}: listed in {MANIFEST_FILE} but missing. {train_hint()}")
         if sha256_file(file) != expected:
-            raise ArtifactsError(f"{file}: checksum does not match {MANIFEST_FILE}; the file was changed or damaged. {TRAIN_HINT}")
+            raise ArtifactsError(f"{file}: checksum does not match {MANIFEST_FILE}; the file was changed or damaged. {train_hint()}")
 
     config = _read_json(folder / CONFIG_FILE)
     if config.get("format_version") != CONFIG_FORMAT_VERSION:

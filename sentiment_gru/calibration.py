@@ -1,4 +1,7 @@
-"""Temperature scaling and calibration measures: expected calibration error, Brier score, reliability bins."""
+"""Temperature scaling and calibration measures: expected calibration error, Brier score, reliability bins.
+
+Imports only NumPy at the top, so the predict path can use `softmax`; SciPy and scikit-learn are imported where used.
+"""
 
 from __future__ import annotations
 
@@ -38,24 +41,23 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, np.ndarray]:
-    """Per equal-width confidence bin: mean confidence, accuracy and count of the top-label predictions."""
+    """Per equal-width bin of top-label confidence (`sklearn.calibration.calibration_curve`): mean confidence,
+    accuracy and count; bin b holds confidences in (b/bins, (b+1)/bins]. Empty bins are left out."""
+    from sklearn.calibration import calibration_curve
+
     confidence = probabilities.max(axis=1)
-    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
-    # bin b holds confidences in (b/bins, (b+1)/bins]; a confidence of exactly 0 joins the first bin
-    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
-    count = np.bincount(index, minlength=bins).astype(np.float64)
-    safe = np.maximum(count, 1)
-    return {
-        "edges": np.linspace(0.0, 1.0, bins + 1),
-        "confidence": np.bincount(index, weights=confidence, minlength=bins) / safe,
-        "accuracy": np.bincount(index, weights=correct, minlength=bins) / safe,
-        "count": count,
-    }
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins, strategy="uniform")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    count = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=bins)  # calibration_curve's own binning
+    used = count > 0
+    return {"edges": edges, "centres": ((edges[:-1] + edges[1:]) / 2)[used], "confidence": mean_confidence, "accuracy": accuracy,
+            "count": count[used]}
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Top-label ECE: the count-weighted mean |accuracy - confidence| over equal-width bins."""
-    b = reliability_bins(probabilities, np.asarray(labels), bins)
+    b = reliability_bins(probabilities, labels, bins)
     return float((b["count"] * np.abs(b["accuracy"] - b["confidence"])).sum() / max(len(labels), 1))
 
 

@@ -51,6 +51,29 @@ class LoadedData:
         """The split reports are made on: test when there is one, else validation."""
         return "test" if "test" in self.splits else "validation"
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the train split is read as a stream (a `StreamedSplit`) rather than held as a dataset."""
+        return isinstance(self.splits.get("train"), StreamedSplit)
+
+    def held_splits(self) -> dict[str, Any]:
+        """The splits held as datasets: all but a streamed train split."""
+        return {split: ds for split, ds in self.splits.items() if not isinstance(ds, StreamedSplit)}
+
+    def split_to_score(self, split: str | None) -> str:
+        """`split`, checked against the data's splits; by default test, else the first split there is."""
+        split = split or ("test" if "test" in self.splits else next(iter(self.splits)))
+        if split not in self.splits:
+            raise DataError(f"--split {split}: the data has only {', '.join(self.splits)}.")
+        return split
+
+    def train_texts(self):
+        """The texts a tokenizer learns from: a streamed split's sample, or every training text, read in batches."""
+        train = self.splits["train"]
+        if self.streamed:
+            return iter(train.sample)
+        return (text for batch in train.select_columns("text").iter(batch_size=1000) for text in batch["text"])
+
 
 class StreamedSplit:
     """A training split read as a stream, never held in memory: one pass before training counts its usable rows,
@@ -488,9 +511,13 @@ def _label_order(seen: dict[str, set[str]], fixed: list[str] | None, where: str)
         unknown = sorted(names - known)
         if unknown:
             owner = "the model" if "train" not in seen else "the train split"
+            hint = ""
+            if all(n.lstrip("-").isdigit() for n in unknown) and not any(n.lstrip("-").isdigit() for n in fixed):
+                numbers = ", ".join(f"{i} = {name}" for i, name in enumerate(fixed))
+                hint = f" If the numbers stand for these names, pass --label-names {','.join(fixed)} ({numbers})."
             raise DataError(
                 f"The {split} split of {where} has labels {owner} does not know: {', '.join(map(repr, unknown[:10]))}. "
-                f"Known labels: {', '.join(fixed)}."
+                f"Known labels: {', '.join(fixed)}.{hint}"
             )
     return list(fixed)
 

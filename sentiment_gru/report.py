@@ -1,184 +1,27 @@
-"""The evaluation report a person reads: report.html (self-contained) and report.md, made from one list of blocks.
+"""The evaluation report a person reads, drawn and rendered from an `evaluation.Evaluation`.
 
-`add_report_metrics` puts every number the report shows into the metrics dict (so metrics.json holds them);
-`write_report` then only formats those numbers and draws the figures.
+`write_reports` writes metrics.json, scikit-learn's text report, the confusion matrix (CSV and PNG), the
+other figures, and report.html (self-contained) and report.md, both made from one list of blocks. Every
+number shown comes from the evaluation; nothing here computes a statistic.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .calibration import expected_calibration_error, reliability_bins, softmax
+from .evaluation import EXAMPLES, Evaluation
+from .files import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, HTML_REPORT_FILE, LENGTH_PNG, MARKDOWN_REPORT_FILE, METRICS_FILE,
+                    RELIABILITY_PNG, TEXT_REPORT_FILE, TRAINING_PNG, write_json)
 
-HTML_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-CURVES_PNG = "report_roc_pr.png"
-RELIABILITY_PNG = "report_reliability.png"
-LENGTH_PNG = "report_length_confidence.png"
-TRAINING_PNG = "report_training_curves.png"
-CONFUSION_PNG = "confusion_matrix.png"  # written by evaluation.write_reports
-BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_BLOCK_ELEMENTS = 4_000_000  # resampled texts drawn at once; below it (n <= 4,000) all resamples are one draw
-BOOTSTRAP_SEED = 0
-EXAMPLES = 20
-EXAMPLE_CHARS = 400
-LENGTH_BUCKETS = 4
-
-
-@dataclass
-class ReportInputs:
-    """What the report needs beyond the metrics dict, for the scored split."""
-
-    labels: np.ndarray  # [n] true class ids
-    logits: np.ndarray  # [n, classes] before temperature scaling
-    temperature: float
-    texts: list[str]
-    lengths: np.ndarray  # [n] token counts after truncation
-    baseline_predictions: np.ndarray | None = None  # [n] class ids of the TF-IDF baseline
-    history: dict[str, Any] | None = None  # history.json: {"best_epoch", "epochs": [...]}
-    config: dict[str, Any] = field(default_factory=dict)  # the model's config.json
-    explain: Callable[[str], str] | None = None  # a text with its deciding words marked [+word]/[-word]
-
-    @property
-    def probabilities(self) -> np.ndarray:
-        return softmax(self.logits, self.temperature)
-
-
-# ---------------------------------------------------------------- numbers
-
-
-def _confusions(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
-    """Confusion matrices of many resamples at once: labels, predictions [r, n] -> [r, classes, classes]."""
-    rows = labels.shape[0]
-    codes = labels * classes + predictions + (np.arange(rows) * classes * classes)[:, None]
-    return np.bincount(codes.ravel(), minlength=rows * classes * classes).reshape(rows, classes, classes)
-
-
-def _accuracy_f1(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 (zero for a class with no support and no predictions) of [r, c, c] confusion matrices."""
-    tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)
-    total = matrices.sum(axis=(1, 2))
-    denominator = matrices.sum(axis=1) + matrices.sum(axis=2)  # support + predicted = 2tp + fn + fp
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return tp.sum(axis=1) / total, f1.mean(axis=1)
-
-
-def bootstrap(labels: np.ndarray, predictions: np.ndarray, classes: int, other: np.ndarray | None = None,
-              resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
-    """95% percentile intervals of accuracy and macro-F1; with `other` predictions also of the paired differences."""
-    rng = np.random.default_rng(seed)
-    # resamples are drawn and counted a block at a time, so a split of millions of texts needs no [resamples, n] arrays
-    block = max(1, BOOTSTRAP_BLOCK_ELEMENTS // max(len(labels), 1))
-    ours, theirs = [], []
-    for start in range(0, resamples, block):
-        index = rng.integers(0, len(labels), size=(min(block, resamples - start), len(labels)))
-        ours.append(_confusions(labels[index], predictions[index], classes))
-        if other is not None:
-            theirs.append(_confusions(labels[index], other[index], classes))
-    acc, f1 = _accuracy_f1(np.concatenate(ours))
-
-    def interval(values: np.ndarray) -> list[float]:
-        return [float(v) for v in np.percentile(values, [2.5, 97.5])]
-
-    out: dict[str, Any] = {"resamples": resamples, "seed": seed, "accuracy": interval(acc), "macro_f1": interval(f1)}
-    if other is not None:
-        other_acc, other_f1 = _accuracy_f1(np.concatenate(theirs))
-        out["other"] = {"accuracy": interval(other_acc), "macro_f1": interval(other_f1)}
-        out["difference"] = {"accuracy": interval(acc - other_acc), "macro_f1": interval(f1 - other_f1)}
-    return out
-
-
-def mcnemar(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    """Exact (binomial) McNemar test of two classifiers' paired right/wrong outcomes."""
-    from scipy.stats import binom
-
-    a_only = int(((a == labels) & (b != labels)).sum())
-    b_only = int(((a != labels) & (b == labels)).sum())
-    discordant = a_only + b_only
-    p = 1.0 if discordant == 0 else min(1.0, 2.0 * float(binom.cdf(min(a_only, b_only), discordant, 0.5)))
-    return {"a_right_b_wrong": a_only, "b_right_a_wrong": b_only, "p_value": p}
-
-
-def length_buckets(lengths: np.ndarray, correct: np.ndarray, buckets: int = LENGTH_BUCKETS) -> list[dict[str, Any]]:
-    """Accuracy per token-length quantile bucket."""
-    edges = np.unique(np.quantile(lengths, np.linspace(0, 1, buckets + 1)).round().astype(np.int64))
-    inner = edges[1:-1]
-    which = np.searchsorted(inner, lengths, side="right")  # bucket k holds lengths in [edges[k], edges[k+1])
-    out = []
-    for k in range(len(inner) + 1):
-        mask = which == k
-        if not mask.any():
-            continue
-        low, high = int(lengths[mask].min()), int(lengths[mask].max())
-        out.append({"tokens": f"{low}-{high}", "size": int(mask.sum()), "accuracy": float(correct[mask].mean())})
-    return out
-
-
-def _examples(order: np.ndarray, inputs: ReportInputs, probabilities: np.ndarray, names: list[str],
-              explain: bool = False) -> list[dict[str, Any]]:
-    predictions = probabilities.argmax(axis=1)
-    rows = []
-    for i in order[:EXAMPLES]:
-        row = {"text": _clip(inputs.texts[i]), "true": names[int(inputs.labels[i])], "predicted": names[int(predictions[i])],
-               "probability": float(probabilities[i, predictions[i]])}
-        if explain and inputs.explain is not None:
-            row["explained"] = _clip(inputs.explain(inputs.texts[i]))
-        rows.append(row)
-    return rows
-
-
-def add_report_metrics(metrics: dict[str, Any], inputs: ReportInputs) -> None:
-    """Add intervals, the baseline comparison, ROC/PR areas, length buckets and examples to `metrics`."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    names = metrics["label_names"]
-    labels, probabilities = inputs.labels, inputs.probabilities
-    predictions = probabilities.argmax(axis=1)
-    other = inputs.baseline_predictions
-    boot = bootstrap(labels, predictions, len(names), other=other)
-    metrics["confidence_intervals"] = {k: boot[k] for k in ("resamples", "seed", "accuracy", "macro_f1")}
-    if other is not None and metrics.get("baseline"):
-        metrics["baseline"]["confidence_intervals"] = boot["other"]
-        metrics["baseline"]["comparison"] = {
-            "accuracy_difference": metrics["accuracy"] - metrics["baseline"]["accuracy"],
-            "macro_f1_difference": metrics["macro_f1"] - metrics["baseline"]["macro_f1"],
-            "difference_intervals": boot["difference"],
-            "mcnemar": mcnemar(labels, predictions, other),
-        }
-    curves: dict[str, Any] = {"roc_auc": {}, "average_precision": {}}
-    for c in _curve_classes(len(names)):
-        positive = labels == c
-        if positive.all() or not positive.any():
-            continue  # undefined with one class only
-        curves["roc_auc"][names[c]] = float(roc_auc_score(positive, probabilities[:, c]))
-        curves["average_precision"][names[c]] = float(average_precision_score(positive, probabilities[:, c]))
-    metrics["curves"] = curves
-    correct = predictions == labels
-    metrics["by_length"] = length_buckets(np.asarray(inputs.lengths), correct)
-    confidence = probabilities.max(axis=1)
-    wrong, right = np.flatnonzero(~correct), np.flatnonzero(correct)
-    metrics["examples"] = {
-        "confident_mistakes": _examples(wrong[np.argsort(-confidence[wrong], kind="stable")], inputs, probabilities, names, explain=True),
-        "unsure_correct": _examples(right[np.argsort(confidence[right], kind="stable")], inputs, probabilities, names),
-    }
-
-
-def _curve_classes(classes: int) -> list[int]:
-    """The positive class of a two-class problem; every class (one-vs-rest) otherwise."""
-    return [1] if classes == 2 else list(range(classes))
-
-
-def _clip(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXAMPLE_CHARS else flat[: EXAMPLE_CHARS - 3] + "..."
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- figures
@@ -203,22 +46,36 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_curves(inputs: ReportInputs, names: list[str], path: Path) -> None:
-    """ROC and precision-recall curves (one-vs-rest with more than two classes)."""
-    from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+def plot_confusion_matrix(matrix: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    """A heatmap with counts and row-normalised rates in each cell."""
+    plt = _pyplot()
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 2.2 + 1.1 * len(names)
+    with plt.rc_context({"axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(size + 1.2, size), dpi=120)
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(names)), labels=names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    ax.set_yticks(range(len(names)), labels=names)
+    ax.set_xlabel("Predicted label")
+    ax.set_ylabel("True label")
+    ax.set_title(title)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            color = "white" if rates[i, j] > 0.6 else "black"
+            ax.text(j, i, f"{matrix[i, j]:,}\n{rates[i, j]:.1%}", ha="center", va="center", color=color, fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="Share of the true label's texts")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
+
+def plot_curves(curves: dict[str, dict[str, Any]], names: list[str], path: Path) -> None:
+    """ROC and precision-recall curves (one-vs-rest with more than two classes)."""
     plt = _pyplot()
     fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.4))
-    probabilities = inputs.probabilities
-    for c in _curve_classes(len(names)):
-        positive = inputs.labels == c
-        if positive.all() or not positive.any():
-            continue
-        fpr, tpr, _ = roc_curve(positive, probabilities[:, c])
-        roc.plot(fpr, tpr, label=f"{names[c]} (AUC {auc(fpr, tpr):.3f})")
-        precision, recall, _ = precision_recall_curve(positive, probabilities[:, c])
-        ap = average_precision_score(positive, probabilities[:, c])
-        pr.step(recall, precision, where="post", label=f"{names[c]} (AP {ap:.3f}, base rate {positive.mean():.2f})")
+    for name, c in curves.items():
+        roc.plot(c["fpr"], c["tpr"], label=f"{name} (AUC {c['roc_auc']:.3f})")
+        pr.step(c["recall"], c["precision"], where="post", label=f"{name} (AP {c['average_precision']:.3f}, base rate {c['base_rate']:.2f})")
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":", label="chance")
     which = " (one-vs-rest)" if len(names) > 2 else f" (positive class: {names[1]!r})"
     roc.set(title="ROC curve" + which,
@@ -230,19 +87,17 @@ def plot_curves(inputs: ReportInputs, names: list[str], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_reliability(inputs: ReportInputs, path: Path) -> None:
+def plot_reliability(reliability: dict[str, dict[str, np.ndarray]], calibration: dict[str, float], path: Path) -> None:
     """Reliability diagrams before and after temperature scaling."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
-    for ax, temperature, title in ((axes[0], 1.0, "Before scaling (T = 1)"), (axes[1], inputs.temperature, f"After scaling (T = {inputs.temperature:.3f})")):
-        probabilities = softmax(inputs.logits, temperature)
-        b = reliability_bins(probabilities, inputs.labels)
-        title += f": ECE {expected_calibration_error(probabilities, inputs.labels):.4f}"
-        used = b["count"] > 0
-        centres = (b["edges"][:-1] + b["edges"][1:]) / 2
+    panels = ((axes[0], "before", f"Before scaling (T = 1): ECE {calibration['ece_before']:.4f}"),
+              (axes[1], "after", f"After scaling (T = {calibration['temperature']:.3f}): ECE {calibration['ece_after']:.4f}"))
+    for ax, when, title in panels:
+        b = reliability[when]
         width = b["edges"][1] - b["edges"][0]
-        ax.bar(centres[used], b["accuracy"][used], width=width * 0.9, color="#4c72b0", alpha=0.8, label="accuracy in bin")
-        ax.plot(b["confidence"][used], b["accuracy"][used], "o", color="#dd8452", markersize=4, label="(mean confidence, accuracy)")
+        ax.bar(b["centres"], b["accuracy"], width=width * 0.9, color="#4c72b0", alpha=0.8, label="accuracy in bin")
+        ax.plot(b["confidence"], b["accuracy"], "o", color="#dd8452", markersize=4, label="(mean confidence, accuracy)")
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
         ax.set(title=title, xlabel="Confidence of the predicted label", xlim=(0, 1), ylim=(0, 1.01))
         ax.legend(loc="upper left")
@@ -250,11 +105,11 @@ def plot_reliability(inputs: ReportInputs, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_length_confidence(metrics: dict[str, Any], inputs: ReportInputs, path: Path) -> None:
+def plot_length_confidence(evaluation: Evaluation, path: Path) -> None:
     """Accuracy per length bucket, and confidence histograms of right and wrong predictions."""
     plt = _pyplot()
     fig, (by_length, hist) = plt.subplots(1, 2, figsize=(11, 4.4))
-    rows = metrics["by_length"]
+    rows = evaluation.metrics["by_length"]
     x = np.arange(len(rows))
     bars = by_length.bar(x, [r["accuracy"] for r in rows], color="#4c72b0")
     for bar, row in zip(bars, rows):
@@ -262,11 +117,11 @@ def plot_length_confidence(metrics: dict[str, Any], inputs: ReportInputs, path: 
                            ha="center", va="bottom", fontsize=9)
     by_length.set_xticks(x, labels=[r["tokens"] for r in rows])
     by_length.set(title="Accuracy by text length (quantile buckets)", xlabel="Tokens per text", ylabel="Accuracy", ylim=(0, 1.15))
-    probabilities = inputs.probabilities
+    scores = evaluation.scores
+    probabilities = scores.probabilities
     confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == inputs.labels
-    low = 1.0 / probabilities.shape[1]
-    edges = np.linspace(low, 1.0, 21)
+    correct = scores.predictions == scores.labels
+    edges = np.linspace(1.0 / probabilities.shape[1], 1.0, 21)
     for mask, color, name in ((correct, "#55a868", "right"), (~correct, "#c44e52", "wrong")):
         if mask.any():
             hist.hist(confidence[mask], bins=edges, weights=np.full(mask.sum(), 1.0 / mask.sum()), histtype="step", linewidth=2,
@@ -330,10 +185,10 @@ def _p(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
 
 
-def build_blocks(metrics: dict[str, Any], inputs: ReportInputs, images: dict[str, str]) -> list[tuple]:
+def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     """The report as a list of ("h1"|"h2"|"p"|"table"|"img", ...) blocks, rendered to HTML and Markdown alike."""
+    metrics, config, history = evaluation.metrics, evaluation.config, evaluation.history
     names = metrics["label_names"]
-    config = inputs.config
     blocks: list[tuple] = [("h1", f"Sentiment GRU: evaluation on the {metrics['split']} split ({metrics['size']:,} texts)")]
 
     # 1. headline
@@ -411,8 +266,8 @@ def build_blocks(metrics: dict[str, Any], inputs: ReportInputs, images: dict[str
 
     # 7. training
     blocks.append(("h2", "7. Training curves"))
-    if inputs.history and inputs.history.get("epochs"):
-        blocks.append(("p", f"Chosen epoch (best validation accuracy): {_join(inputs.history.get('best_epoch'))}."))
+    if history and history.get("epochs"):
+        blocks.append(("p", f"Chosen epoch (best validation accuracy): {_join(history.get('best_epoch'))}."))
         blocks.append(("img", images[TRAINING_PNG], "Loss and validation scores per epoch"))
     else:
         blocks.append(("p", "No training history in the model folder."))
@@ -538,26 +393,58 @@ def render_markdown(blocks: list[tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(folder: str | Path, metrics: dict[str, Any], inputs: ReportInputs) -> float:
-    """Draw the figures and write report.html and report.md into `folder`; return the seconds it took.
-
-    Expects `add_report_metrics` and `metrics["calibration"]` to have filled `metrics`, and
-    confusion_matrix.png to be in `folder` already.
-    """
-    started = time.perf_counter()
+def write_reports(folder: str | Path, evaluation: Evaluation) -> str:
+    """Write metrics.json, the text report, the confusion matrix (CSV and PNG), the figures, report.html and report.md
+    into `folder`; return the text report (with how long the writing took in `evaluation.metrics`, not in the file)."""
     folder = Path(folder)
+    metrics = evaluation.metrics
     names = metrics["label_names"]
+    (folder / TEXT_REPORT_FILE).write_text(evaluation.text_report, encoding="utf-8")
+    write_json(folder / METRICS_FILE, metrics)
+    matrix = np.asarray(metrics["confusion_matrix"])
+    with open(folder / CONFUSION_CSV, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["true \\ predicted", *names])
+        for name, row in zip(names, matrix):
+            writer.writerow([name, *row.tolist()])
+    started = time.perf_counter()
+    plot_confusion_matrix(matrix, names, folder / CONFUSION_PNG, title=f"Confusion matrix ({metrics['split']}, n={metrics['size']:,})")
     images = {CONFUSION_PNG: CONFUSION_PNG, RELIABILITY_PNG: RELIABILITY_PNG, LENGTH_PNG: LENGTH_PNG}
-    plot_reliability(inputs, folder / RELIABILITY_PNG)
-    plot_length_confidence(metrics, inputs, folder / LENGTH_PNG)
-    if metrics["curves"]["roc_auc"]:
-        plot_curves(inputs, names, folder / CURVES_PNG)
+    plot_reliability(evaluation.reliability, metrics["calibration"], folder / RELIABILITY_PNG)
+    plot_length_confidence(evaluation, folder / LENGTH_PNG)
+    if evaluation.curves:
+        plot_curves(evaluation.curves, names, folder / CURVES_PNG)
         images[CURVES_PNG] = CURVES_PNG
-    if inputs.history and inputs.history.get("epochs"):
-        plot_training(inputs.history, folder / TRAINING_PNG)
+    if evaluation.history and evaluation.history.get("epochs"):
+        plot_training(evaluation.history, folder / TRAINING_PNG)
         images[TRAINING_PNG] = TRAINING_PNG
-    blocks = build_blocks(metrics, inputs, images)
-    (folder / HTML_FILE).write_text(render_html(blocks, folder), encoding="utf-8")
-    (folder / MARKDOWN_FILE).write_text(render_markdown(blocks), encoding="utf-8")
-    return time.perf_counter() - started
+    blocks = build_blocks(evaluation, images)
+    (folder / HTML_REPORT_FILE).write_text(render_html(blocks, folder), encoding="utf-8")
+    (folder / MARKDOWN_REPORT_FILE).write_text(render_markdown(blocks), encoding="utf-8")
+    log.info("report.html and report.md written in %.1f s", time.perf_counter() - started)
+    return evaluation.text_report
 
+
+# ---------------------------------------------------------------- two models
+
+
+def format_comparison(result: dict[str, Any]) -> str:
+    """A plain-text table of a `compare_models` result."""
+    lines = [f"{result['data']}, {result['split']} split, {result['size']:,} texts", "",
+             f"{'':10}{'accuracy':>10} {'95% CI':>18}  {'macro-F1':>10} {'95% CI':>18}  {'log-loss':>9}  model"]
+    for name in ("a", "b"):
+        r = result[name]
+        ci = r["intervals"]
+        lines.append(f"{name.upper():10}{r['accuracy']:>10.4f} {_ci(ci['accuracy']):>18}  {r['macro_f1']:>10.4f} {_ci(ci['macro_f1']):>18}"
+                     f"  {r['log_loss']:>9.4f}  {r['artifacts']}")
+    d = result["difference"]
+    lines.append(f"{'A - B':10}{d['accuracy']:>+10.4f} {_ci(d['intervals']['accuracy']):>18}  {d['macro_f1']:>+10.4f} "
+                 f"{_ci(d['intervals']['macro_f1']):>18}  (paired bootstrap, {d['bootstrap_resamples']:,} resamples)")
+    m = result["mcnemar"]
+    lines += ["", f"McNemar (exact): A right and B wrong on {m['a_right_b_wrong']:,} texts, B right and A wrong on "
+                  f"{m['b_right_a_wrong']:,}; p = {m['p_value']:.4g}"]
+    return "\n".join(lines)
+
+
+def _ci(pair: list[float]) -> str:
+    return f"[{pair[0]:+.4f}, {pair[1]:+.4f}]" if min(pair) < 0 else f"[{pair[0]:.4f}, {pair[1]:.4f}]"

@@ -1,4 +1,8 @@
-"""Whole runs: train and save a model folder; evaluate a saved model on a split or file."""
+"""Whole runs: train and save a model folder; evaluate a saved model on a split or file; compare two saved models.
+
+Each scores its model through `evaluation.score` and hands the result to `evaluation.evaluate` (or
+`evaluation.compare`); `report.write_reports` renders it.
+"""
 
 from __future__ import annotations
 
@@ -16,21 +20,21 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
-from .artifacts import check_output_dir, load_model, save_atomically, write_json, write_model_files
-from .calibration import calibration_summary, fit_temperature, softmax
+from .artifacts import LoadedModel, check_output_dir, load_model, save_atomically, write_model_files
+from .calibration import fit_temperature
 from .checkpoint import Checkpoints, checkpoint_dir
-from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, from_dict
-from .data import LoadedData, StreamedSplit, describe_sizes, load_data
+from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
+from .data import LoadedData, describe_sizes, load_data
 from .errors import ConfigError, DataError
-from .evaluation import compute_metrics, tfidf_baseline, write_reports
-from .predict import Predictor, batched_logits
-from .report import ReportInputs, add_report_metrics, write_report
+from .evaluation import Baseline, Scores, compare, compute_metrics, evaluate, score, tfidf_baseline
+from .files import HISTORY_FILE, write_json
+from .predict import Predictor
+from .report import write_reports
 from .tokenization import encode
-from .training import TrainResult, train
+from .training import train
 
 log = logging.getLogger(__name__)
 
-HISTORY_FILE = "history.json"
 BASELINE_MAX_ROWS = 500_000  # the TF-IDF baseline holds its texts in memory; larger train splits are sampled
 
 
@@ -82,21 +86,15 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     split = data.eval_split
     # The temperature is fitted on validation logits. Reported probabilities and log-loss use it, as predict
     # and evaluate do; accuracy and F1 do not depend on it. metrics["calibration"] shows before and after.
-    val_labels = np.asarray(data.splits["validation"].with_format("numpy")["label"])
-    val_logits = _logits(result, "validation")
-    temperature = fit_temperature(val_logits, val_labels)
-    logits = val_logits if split == "validation" else _logits(result, split)
-    labels = np.asarray(data.splits[split].with_format("numpy")["label"])
-    probabilities = softmax(logits, temperature)
-    metrics = compute_metrics(labels, probabilities, data.label_names, split)
-    metrics["calibration"] = calibration_summary(logits, labels, temperature)
-    validation = compute_metrics(val_labels, softmax(val_logits, temperature), data.label_names, "validation")
-    metrics["validation"] = {k: validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
-    baseline_predictions = None
-    if isinstance(data.splits["train"], StreamedSplit):
+    validation = _score(result.model, result.encoded["validation"], data, "validation", 1.0, result.device)
+    validation.temperature = fit_temperature(validation.logits, validation.labels)
+    scores = validation if split == "validation" else _score(result.model, result.encoded[split], data, split,
+                                                             validation.temperature, result.device)
+    baseline = None
+    if data.streamed:
         log.info("no TF-IDF baseline: the train split was streamed, not held in memory")
     else:
-        metrics["baseline"], baseline_predictions = _baseline(data, split)
+        baseline = _baseline(data, split)
     run_facts = {
         "format_version": CONFIG_FORMAT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -111,28 +109,31 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         "device": result.device,
         "precision": result.precision,
         "processes": dist.world_size,  # the global batch is processes x train.batch_size
-        "calibration": {"temperature": temperature, "fitted_on": "validation"},
+        "calibration": {"temperature": validation.temperature, "fitted_on": "validation"},
         "versions": library_versions(),
     }
     history = {"best_epoch": result.best_epoch, "epochs": result.history}
-    inputs = ReportInputs(
-        labels=labels, logits=logits, temperature=temperature, texts=list(data.splits[split]["text"]),
-        lengths=result.encoded[split].lengths, baseline_predictions=baseline_predictions,
-        history=history, config=run_facts,
-        explain=_explainer(Predictor(result.model, result.tokenizer, data.label_names, temperature, device=result.device)),
-    )
-    add_report_metrics(metrics, inputs)
+    predictor = Predictor(result.model, result.tokenizer, data.label_names, validation.temperature, device=result.device)
+    evaluation = evaluate(scores, data.label_names, texts=list(data.splits[split]["text"]), baseline=baseline,
+                          explain=_explainer(predictor), history=history, config=run_facts)
+    on_validation = compute_metrics(validation.labels, validation.probabilities, data.label_names, "validation")
+    evaluation.metrics["validation"] = {k: on_validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
+    metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
         write_model_files(folder, result.model, result.tokenizer, run_facts)
         write_json(folder / HISTORY_FILE, history)
-        metrics["report"] = write_reports(folder, metrics, labels, probabilities)
-        log.info("report.html and report.md written in %.1f s", write_report(folder, metrics, inputs))
+        metrics["report"] = write_reports(folder, evaluation)
 
     save_atomically(output_dir, write)
     if checkpoints is not None:
         checkpoints.remove()
     return metrics
+
+
+def _score(model, ids, data: LoadedData, split: str, temperature: float, device: str) -> Scores:
+    labels = np.asarray(data.splits[split].with_format("numpy")["label"])
+    return score(model, ids, labels, split, temperature, device=device)
 
 
 def _explainer(predictor: Predictor):
@@ -142,61 +143,56 @@ def _explainer(predictor: Predictor):
     return lambda text: mark(text, explain(predictor, text)["explanation"])
 
 
-def _logits(result: TrainResult, split: str) -> np.ndarray:
-    """Logits of a split before temperature scaling: [n, num_classes]."""
-    return batched_logits(result.model, result.encoded[split], batch_size=256, device=result.device).numpy()
-
-
-def _baseline(data: LoadedData, split: str) -> tuple[dict[str, Any], np.ndarray]:
-    """The baseline's metrics and its per-text predictions on `split`; fit on at most BASELINE_MAX_ROWS training rows."""
+def _baseline(data: LoadedData, split: str) -> Baseline:
+    """The baseline fit on at most BASELINE_MAX_ROWS training rows, scored on `split`."""
     train = data.splits["train"]
     if len(train) > BASELINE_MAX_ROWS:
         train = train.shuffle(seed=0).select(range(BASELINE_MAX_ROWS))
     target = data.splits[split]
-    baseline = tfidf_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
-    baseline["train_rows"] = len(train)
-    return baseline, baseline.pop("predictions")
+    return tfidf_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
+
+
+def _saved_scores(loaded: LoadedModel, data: LoadedData, split: str) -> Scores:
+    """A saved model's scores on `split`, with the temperature it was saved with (never refitted here)."""
+    target = data.splits[split]
+    return score(loaded.model, encode(loaded.tokenizer, target["text"]), np.asarray(target["label"]), split, loaded.temperature)
 
 
 def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split: str | None, output_dir: str | Path | None,
                    baseline: bool = True) -> tuple[dict[str, Any], Path]:
     """Score a saved model on a split of its own data or of the given data; write the reports."""
     loaded = load_model(artifacts)
-    if data_config is None:
-        saved = {k: v for k, v in loaded.config["data"].items() if k not in ("source", "notes")}
-        data_config = from_dict(DataConfig, saved)
-    data = load_data(data_config, label_names=loaded.label_names, need_train=False)
-    split = split or ("test" if "test" in data.splits else next(iter(data.splits)))
-    if split not in data.splits:
-        raise DataError(f"--split {split}: the data has only {', '.join(data.splits)}.")
-    target = data.splits[split]
+    data = load_data(data_config or loaded.data_config(), label_names=loaded.label_names, need_train=False)
+    split = data.split_to_score(split)
     started = time.perf_counter()
-    temperature = float(loaded.config.get("calibration", {}).get("temperature", 1.0))
-    sequences = encode(loaded.tokenizer, target["text"])
-    logits = batched_logits(loaded.model, sequences, batch_size=256, device="cpu").numpy()
-    probabilities = softmax(logits, temperature)
-    labels = np.asarray(target["label"])
-    metrics = compute_metrics(labels, probabilities, loaded.label_names, split)
-    metrics["calibration"] = calibration_summary(logits, labels, temperature)  # the saved T, not refitted here
-    metrics["seconds"] = time.perf_counter() - started
-    metrics["data"] = data.source
-    metrics["artifacts"] = str(artifacts)
-    baseline_predictions = None
-    if baseline and "train" in data.splits and split != "train":
-        metrics["baseline"], baseline_predictions = _baseline(data, split)
+    scores = _saved_scores(loaded, data, split)
+    seconds = time.perf_counter() - started
     history_file = Path(artifacts) / HISTORY_FILE
-    inputs = ReportInputs(
-        labels=labels, logits=logits, temperature=temperature, texts=list(target["text"]),
-        lengths=np.array([len(ids) for ids in sequences]), baseline_predictions=baseline_predictions,
+    evaluation = evaluate(
+        scores, loaded.label_names, texts=list(data.splits[split]["text"]),
+        baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
+        explain=_explainer(Predictor(loaded.model, loaded.tokenizer, loaded.label_names, loaded.temperature)),
         history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=loaded.config,
-        explain=_explainer(Predictor(loaded.model, loaded.tokenizer, loaded.label_names, temperature)),
     )
-    add_report_metrics(metrics, inputs)
+    metrics = evaluation.metrics
+    metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts))
     out = Path(output_dir) if output_dir is not None else Path(artifacts) / "evaluation" / split
 
     def write(folder: Path) -> None:
-        metrics["report"] = write_reports(folder, metrics, labels, probabilities)
-        log.info("report.html and report.md written in %.1f s", write_report(folder, metrics, inputs))
+        metrics["report"] = write_reports(folder, evaluation)
 
     save_atomically(out, write)
     return metrics, out
+
+
+def compare_saved(dir_a: str | Path, dir_b: str | Path, data_config: DataConfig | None = None, split: str | None = None) -> dict[str, Any]:
+    """Score two saved models on one split (of model A's data unless `data_config` is given) and test the difference."""
+    a, b = load_model(dir_a), load_model(dir_b)
+    if a.label_names != b.label_names:
+        raise DataError(f"The models have different labels: {', '.join(a.label_names)} vs {', '.join(b.label_names)}. "
+                        "Compare models trained on the same labels.")
+    data = load_data(data_config or a.data_config(), label_names=a.label_names, need_train=False)
+    split = data.split_to_score(split)
+    result = compare(_saved_scores(a, data, split), _saved_scores(b, data, split), a.label_names)
+    result["a"]["artifacts"], result["b"]["artifacts"] = str(a.path), str(b.path)
+    return {**result, "data": data.source["description"]}

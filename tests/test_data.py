@@ -169,6 +169,17 @@ def test_unknown_labels_at_evaluation(tmp_path):
         load_data(DataConfig(test_file=path), label_names=["negative", "positive"], need_train=False)
 
 
+def test_integer_labels_for_a_named_model_say_how_to_name_them(tmp_path):
+    rows = [{**r, "label": str(["negative", "positive"].index(r["label"]))} for r in make_rows(20)]
+    path = str(write_csv(tmp_path / "reviews.csv", rows))
+    with pytest.raises(DataError, match=r"does not know: '0', '1'\. Known labels: negative, positive\. If the numbers stand for "
+                                        r"these names, pass --label-names negative,positive \(0 = negative, 1 = positive\)\."):
+        load_data(DataConfig(test_file=path), label_names=["negative", "positive"], need_train=False)
+    named = load_data(DataConfig(test_file=path, label_names=("negative", "positive")), label_names=["negative", "positive"],
+                      need_train=False)
+    assert named.splits["test"]["label"] == [["negative", "positive"].index(r["label"]) for r in make_rows(20)]
+
+
 def test_dataset_and_files_together_is_refused():
     with pytest.raises(ValueError, match="either --dataset or --train-file"):
         DataConfig(dataset="imdb", train_file="x.csv")

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from sentiment_gru.report import bootstrap, length_buckets, mcnemar
+from sentiment_gru.evaluation import bootstrap, length_buckets, mcnemar
 
 NUMBER = r"([+-]?\d+\.\d{4})"
 
@@ -74,9 +74,8 @@ def test_length_buckets_cover_every_text():
 
 
 def test_three_class_report_without_baseline(tmp_path):
-    from sentiment_gru.calibration import calibration_summary
-    from sentiment_gru.evaluation import compute_metrics, write_reports
-    from sentiment_gru.report import ReportInputs, add_report_metrics, write_report
+    from sentiment_gru.evaluation import Scores, evaluate
+    from sentiment_gru.report import write_reports
 
     rng = np.random.default_rng(0)
     labels = np.arange(90) % 3
@@ -84,13 +83,11 @@ def test_three_class_report_without_baseline(tmp_path):
     history = {"best_epoch": [2, 3], "epochs": [
         {"member": m, "epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "val_accuracy": 0.5 + e / 10, "val_macro_f1": 0.4 + e / 10}
         for m in range(2) for e in range(1, 4)]}
-    inputs = ReportInputs(labels=labels, logits=logits, temperature=1.5, texts=[f"text {i} | with a pipe" for i in range(90)],
-                          lengths=rng.integers(1, 40, size=90), history=history, config={"label_names": ["a", "b", "c"]})
-    metrics = compute_metrics(labels, inputs.probabilities, ["a", "b", "c"], "test")
-    metrics["calibration"] = calibration_summary(logits, labels, 1.5)
-    add_report_metrics(metrics, inputs)
-    write_reports(tmp_path, metrics, labels, inputs.probabilities)
-    write_report(tmp_path, metrics, inputs)
+    scores = Scores(split="test", labels=labels, logits=logits, temperature=1.5, lengths=rng.integers(1, 40, size=90))
+    evaluation = evaluate(scores, ["a", "b", "c"], texts=[f"text {i} | with a pipe" for i in range(90)], history=history,
+                          config={"label_names": ["a", "b", "c"]})
+    metrics = evaluation.metrics
+    write_reports(tmp_path, evaluation)
     markdown = (tmp_path / "report.md").read_text()
     assert set(metrics["curves"]["roc_auc"]) == {"a", "b", "c"}
     assert "No baseline" in markdown and "\\| with a pipe" in markdown
