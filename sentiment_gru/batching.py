@@ -4,16 +4,22 @@ Token ids live in Arrow tables (`TokenIds`), memory-mapped when they come from a
 datasets cache file; a batch's rows become a padded tensor without the corpus
 ever becoming a Python list. With several processes each takes its own shard of
 the batches (`shard_batches`); a stream is bucketed within a rolling buffer
-(`streamed_batches`).
+(`streamed_batches`). Training reads either through one interface
+(`HeldBatches`, `StreamBatches`); inference runs a model over length-sorted
+batches (`batched_logits`).
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .errors import ConfigError
 
 
 def bucketed_batches(lengths: list[int], batch_size: int, bucket_size: int, rng: random.Random) -> list[list[int]]:
@@ -134,3 +140,74 @@ def streamed_steps(rows: int, batch_size: int, bucket_size: int, world_size: int
     size = batch_size * bucket_size * world_size
     last = (rows % size) // world_size
     return (rows // size) * bucket_size + -(-last // batch_size)
+
+
+@torch.no_grad()
+def batched_logits(model: torch.nn.Module, sequences: list[list[int]] | TokenIds, batch_size: int,
+                   device: torch.device | str, pad_id: int = 0) -> torch.Tensor:
+    """Logits of every sequence, in input order: [len(sequences), num_classes] float32 on the CPU."""
+    was_training = model.training
+    model.eval()
+    out = torch.empty(len(sequences), model.config.num_classes)
+    arrow = isinstance(sequences, TokenIds)
+    for rows in sorted_batches(sequences.lengths if arrow else [len(s) for s in sequences], batch_size):
+        ids, lengths = sequences.batch(rows, pad_id) if arrow else collate([sequences[i] for i in rows], pad_id)
+        out[rows] = model(ids.to(device), lengths).float().cpu()
+    model.train(was_training)
+    return out
+
+
+# ---------------------------------------------------------------- training batches
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # [batch, max_len] token ids, padded
+    lengths: torch.Tensor  # [batch] int64, on the CPU
+    labels: torch.Tensor  # [batch] class ids
+    rows: np.ndarray | None  # [batch] the texts' rows in the split; None for a stream
+
+
+class HeldBatches:
+    """One rank's shard of the length-bucketed batches of a split held as token ids, epoch after epoch."""
+
+    def __init__(self, ids: TokenIds, labels: np.ndarray, batch_size: int, bucket_size: int, rank: int = 0, world_size: int = 1,
+                 pad_id: int = 0):
+        self.ids, self.labels = ids, torch.from_numpy(labels)
+        self.lengths = ids.lengths.tolist()  # plain ints sort faster than NumPy scalars
+        self.batch_size, self.bucket_size, self.rank, self.world_size, self.pad_id = batch_size, bucket_size, rank, world_size, pad_id
+        self.steps = _check_steps(math.ceil(len(ids) / batch_size) // world_size, len(ids), batch_size, world_size)
+
+    def epoch(self, number: int, rng: random.Random, skip: int = 0) -> Iterator[Batch]:
+        """This epoch's batches from batch `skip` on; `rng` shuffles them (the same on every rank)."""
+        batches = bucketed_batches(self.lengths, self.batch_size, self.bucket_size, rng)
+        for rows in shard_batches(batches, self.rank, self.world_size)[skip:]:
+            ids, lengths = self.ids.batch(rows, self.pad_id)
+            rows = np.asarray(rows)
+            yield Batch(ids, lengths, self.labels[rows], rows)
+
+
+class StreamBatches:
+    """One rank's length-bucketed batches of a stream of (text, label) rows, tokenized as they are read."""
+
+    def __init__(self, epoch_rows: Callable[[int], Iterable[tuple[str, int]]], rows: int, encode: Callable[[list[str]], list[list[int]]],
+                 batch_size: int, bucket_size: int, rank: int = 0, world_size: int = 1, pad_id: int = 0):
+        self.epoch_rows, self.encode = epoch_rows, encode
+        self.batch_size, self.bucket_size, self.rank, self.world_size, self.pad_id = batch_size, bucket_size, rank, world_size, pad_id
+        self.steps = _check_steps(streamed_steps(rows, batch_size, bucket_size, world_size), rows, batch_size, world_size)
+
+    def epoch(self, number: int, rng: random.Random, skip: int = 0) -> Iterator[Batch]:
+        assert skip == 0, "a streamed epoch is never resumed mid-way"
+        for sequences, labels in streamed_batches(self.epoch_rows(number), self.encode, self.batch_size, self.bucket_size, rng,
+                                                  self.rank, self.world_size):
+            ids, lengths = collate(sequences, self.pad_id)
+            yield Batch(ids, lengths, torch.tensor(labels), None)
+
+
+def _check_steps(steps: int, rows: int, batch_size: int, world_size: int) -> int:
+    if steps == 0:
+        raise ConfigError(
+            f"The training split has {rows} rows: too few for {world_size} processes with --batch-size {batch_size}. "
+            "Lower --batch-size or start fewer processes."
+        )
+    return steps

@@ -1,4 +1,4 @@
-"""Training on several processes with torch.distributed, as started by torchrun.
+"""Devices, and training on several processes with torch.distributed, as started by torchrun.
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous address in each
 process's environment; without them a run is a single process and nothing here
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +102,21 @@ def from_environment() -> Dist:
     return Dist(rank=int(os.environ["RANK"]), world_size=world_size, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device for a --device value: auto is CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device must be a torch device such as cpu or cuda. Got {name!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was given but no CUDA device is available. Use --device cpu.")
+    return device
+
+
 def setup(device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun described (NCCL on CUDA, else gloo); return the layout and this rank's device."""
-    from .training import resolve_device
-
     dist = from_environment()
     device = resolve_device(device_name)
     if not dist.enabled:

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from .predict import EMPTY_TEXT_ERROR, Predictor, batched_logits
+from .batching import batched_logits
+from .predict import EMPTY_TEXT_ERROR, Predictor
 from .tokenization import CHARS_PER_TOKEN_BOUND, UNK_ID
 
 OCCLUSION_MODES = ("drop", "unk")

@@ -100,6 +100,24 @@ class EnsembleClassifier(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """A single classifier, or an ensemble when `config.ensemble_size` > 1."""
-    return GRUClassifier(config) if config.ensemble_size == 1 else EnsembleClassifier(config)
+def build_model(config: ModelConfig, lexicon: tuple[torch.Tensor, torch.Tensor] | None = None,
+                token_rows: torch.Tensor | None = None) -> nn.Module:
+    """A single classifier, or an ensemble when `config.ensemble_size` > 1.
+
+    With the lexicon, `lexicon` is its (category ids, offsets) table (token i has ids[offsets[i]:offsets[i+1]]) and
+    `token_rows` maps each token id to its learned embedding row (when `config.embedding_rows` > 0); both are
+    stored in every member's buffers, so they travel with the weights.
+    """
+    model = GRUClassifier(config) if config.ensemble_size == 1 else EnsembleClassifier(config)
+    for member in members(model):
+        if lexicon is not None:
+            member.lexicon_ids.copy_(lexicon[0])
+            member.lexicon_offsets.copy_(lexicon[1])
+        if token_rows is not None:
+            member.token_rows.copy_(token_rows)
+    return model
+
+
+def members(model: nn.Module) -> list[GRUClassifier]:
+    """The classifiers of a model: an ensemble's members, or the model itself."""
+    return list(model.members) if isinstance(model, EnsembleClassifier) else [model]

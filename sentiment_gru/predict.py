@@ -12,25 +12,10 @@ from typing import Any
 
 import torch
 
-from .batching import TokenIds, collate, sorted_batches
-from .tokenization import PAD_ID, encode
+from .batching import batched_logits
+from .tokenization import encode
 
 EMPTY_TEXT_ERROR = "empty text"
-
-
-@torch.no_grad()
-def batched_logits(model: torch.nn.Module, sequences: list[list[int]] | TokenIds, batch_size: int,
-                   device: torch.device | str) -> torch.Tensor:
-    """Logits of every sequence, in input order: [len(sequences), num_classes] float32 on the CPU."""
-    was_training = model.training
-    model.eval()
-    out = torch.empty(len(sequences), model.config.num_classes)
-    arrow = isinstance(sequences, TokenIds)
-    for rows in sorted_batches(sequences.lengths if arrow else [len(s) for s in sequences], batch_size):
-        ids, lengths = sequences.batch(rows, PAD_ID) if arrow else collate([sequences[i] for i in rows], PAD_ID)
-        out[rows] = model(ids.to(device), lengths).float().cpu()
-    model.train(was_training)
-    return out
 
 
 class Predictor:

@@ -15,16 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import TokenIds, bucketed_batches, collate, shard_batches, streamed_batches, streamed_steps
+from .batching import HeldBatches, StreamBatches, TokenIds, batched_logits
 from .checkpoint import STATE_FILE, Checkpoints, random_state, rng_states, set_random_state, set_rng_states
-from .config import ModelConfig, RunConfig
-from .data import LoadedData, StreamedSplit
-from .distributed import SINGLE, Dist
-from .errors import ConfigError, TrainingError
-from .lexicon import lexicon_table, load_lexicon
-from .model import EnsembleClassifier, GRUClassifier, build_model
+from .config import ModelConfig, RunConfig, TrainConfig
+from .data import LoadedData
+from .distributed import SINGLE, Dist, resolve_device
+from .errors import TrainingError
+from .lexicon import Lexicon, lexicon_table, load_lexicon
+from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
-from .predict import batched_logits
 from .tokenization import PAD_ID, encode, encode_dataset, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -35,14 +34,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was given but no CUDA device is available. Use --device cpu.")
-    return torch.device(name)
 
 
 @dataclass
@@ -80,6 +71,20 @@ def warmup_linear(total_steps: int, warmup_fraction: float):
     return factor
 
 
+@dataclass
+class Loop:
+    """What every classifier's training loop shares within one run."""
+
+    batches: HeldBatches | StreamBatches  # this rank's training batches, epoch after epoch
+    val_ids: TokenIds
+    val_labels: np.ndarray  # [n] class ids
+    tcfg: TrainConfig
+    device: torch.device
+    dist: Dist = SINGLE
+    progress: bool | None = None  # None: a progress bar on a terminal; False: none
+    checkpoints: Checkpoints | None = None
+
+
 def train(config: RunConfig, data: LoadedData, progress: bool | None = None, checkpoints: Checkpoints | None = None,
           dist: Dist = SINGLE, device: torch.device | None = None) -> TrainResult:
     """Train a tokenizer and a classifier (or an ensemble of them) on `data`; return the best epochs' model.
@@ -94,90 +99,106 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     device = device if device is not None else resolve_device(tcfg.device)
     started = time.perf_counter()
     resumed = checkpoints.resumed if checkpoints is not None else None
-    streamed = data.splits["train"] if isinstance(data.splits["train"], StreamedSplit) else None
     lexicon = load_lexicon() if config.tokenizer.lexicon else None  # a missing or changed lexicon fails here, before any training
 
-    if resumed is not None:
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_str(resumed["tokenizer"])
-    else:
-        tokenizer = train_tokenizer(_tokenizer_texts(data.splits["train"]), config.tokenizer) if dist.is_main else None
-        if dist.enabled:
-            from tokenizers import Tokenizer
-
-            tokenizer = Tokenizer.from_str(dist.broadcast(tokenizer.to_str() if dist.is_main else None))
+    tokenizer = _tokenizer(config, data, dist, resumed)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
-        held = {split: ds for split, ds in data.splits.items() if ds is not streamed}
-        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in held.items()}
-    labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in held.items()}
-    derived = {"vocab_size": tokenizer.get_vocab_size(), "num_classes": len(data.label_names), "pad_id": PAD_ID}
-    table = None
-    if lexicon is not None:
-        table = lexicon_table(tokenizer, lexicon)
-        derived.update(lexicon_categories=len(lexicon.categories), lexicon_entries=len(table[0]))
-        if "train" in encoded:  # a streamed split is not counted: every token keeps a row of its own
-            token_rows = _seen_token_rows(encoded["train"].token_counts(derived["vocab_size"]))
-            derived["embedding_rows"] = int(token_rows.max()) + 1
-    model_config = ModelConfig(**{**config.model.__dict__, **derived})
-    model = build_model(model_config)
-    members = list(model.members) if isinstance(model, EnsembleClassifier) else [model]
-    if table is not None:
-        for member in members:
-            member.lexicon_ids.copy_(torch.from_numpy(table[0]))
-            member.lexicon_offsets.copy_(torch.from_numpy(table[1]))
-            if model_config.embedding_rows:
-                member.token_rows.copy_(torch.from_numpy(token_rows))
+        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in data.held_splits().items()}
+    labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
+    model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
     model.to(device)
-    precision = resolve_precision(tcfg.precision, device)
+    classifiers = members(model)
     log.info(
         "model: %s parameters%s, vocabulary %d, device %s, GRU path %s, precision %s",
-        f"{sum(p.numel() for p in members[0].parameters()):,}",
-        f" in each of {len(members)} ensemble members" if len(members) > 1 else "", model_config.vocab_size, device, model_config.gru_impl,
-        precision,
+        f"{sum(p.numel() for p in classifiers[0].parameters()):,}",
+        f" in each of {len(classifiers)} ensemble members" if len(classifiers) > 1 else "", model_config.vocab_size, device,
+        model_config.gru_impl, resolve_precision(tcfg.precision, device),
     )
+    loop = Loop(batches=_training_batches(data, encoded, labels, tokenizer, tcfg, dist), val_ids=encoded["validation"],
+                val_labels=labels["validation"], tcfg=tcfg, device=device, dist=dist, progress=progress if dist.is_main else False,
+                checkpoints=checkpoints)
+
     history: list[dict[str, float]] = []
     best_epochs = []
     first = 0
     if resumed is not None:
         first, history, best_epochs = resumed["member"], resumed["history"], resumed["best_epochs"]
-        for member, state in zip(members, resumed["finished"]):
+        for member, state in zip(classifiers, resumed["finished"]):
             member.load_state_dict(state)
         log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed["fit"]["epoch"])
-    source = _BatchSource(streamed, encoded.get("train"), labels.get("train"), tokenizer, tcfg, dist)
-    for k, member in enumerate(members[first:], start=first):
+    for k, member in enumerate(classifiers[first:], start=first):
         seed = tcfg.seed + k
         set_seed(seed)
         if dist.enabled:
             torch.manual_seed(seed + 100_003 * dist.rank)  # each rank its own dropout masks; rank 0 keeps a single run's
-        if len(members) > 1:
-            log.info("ensemble member %d/%d (seed %d)", k + 1, len(members), seed)
+        if len(classifiers) > 1:
+            log.info("ensemble member %d/%d (seed %d)", k + 1, len(classifiers), seed)
         save = None
         if checkpoints is not None and dist.is_main:
             def save(fit_state: dict, k: int = k) -> None:
-                run_state = {"member": k, "finished": [m.state_dict() for m in members[:k]], "history": history, "best_epochs": best_epochs}
+                run_state = {"member": k, "finished": [m.state_dict() for m in classifiers[:k]], "history": history,
+                             "best_epochs": best_epochs}
                 checkpoints.save({**run_state, "tokenizer": tokenizer.to_str(), "fit": fit_state}, tokenizer)
-        resume = resumed["fit"] if resumed is not None and k == first else None
         try:
-            member_history, best_epoch = _fit(member, source, encoded["validation"], labels["validation"], tcfg, seed, device,
-                                              progress if dist.is_main else False, save, resume, checkpoints, dist)
+            member_history, best_epoch = _fit(member, loop, seed, save=save,
+                                              resume=resumed["fit"] if resumed is not None and k == first else None)
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"Out of {device.type.upper()} memory with --batch-size {tcfg.batch_size} and --max-length {config.tokenizer.max_length}: "
                 "lower one of them (or use --device cpu)."
             ) from None
-        history += [{"member": k, **row} if len(members) > 1 else row for row in member_history]
+        history += [{"member": k, **row} if len(classifiers) > 1 else row for row in member_history]
         best_epochs.append(best_epoch)
     model.eval()
-    if len(members) > 1 and dist.is_main:
-        val_logits = batched_logits(model, encoded["validation"], batch_size=256, device=device)
-        acc, f1 = accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names))
-        log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(members), acc, f1)
+    if len(classifiers) > 1 and dist.is_main:
+        val_logits = batched_logits(model, loop.val_ids, batch_size=256, device=device)
+        acc, f1 = accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), len(data.label_names))
+        log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(classifiers), acc, f1)
     return TrainResult(
         model=model, tokenizer=tokenizer, model_config=model_config, history=history,
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
-        train_seconds=time.perf_counter() - started, device=str(device), precision=precision, encoded=encoded,
+        train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
+        encoded=encoded,
     )
+
+
+def _tokenizer(config: RunConfig, data: LoadedData, dist: Dist, resumed: dict | None):
+    """The run's tokenizer: the interrupted run's when resuming; else trained on rank 0 and sent to the other ranks."""
+    from tokenizers import Tokenizer
+
+    if resumed is not None:
+        return Tokenizer.from_str(resumed["tokenizer"])
+    tokenizer = train_tokenizer(data.train_texts(), config.tokenizer) if dist.is_main else None
+    if dist.enabled:
+        tokenizer = Tokenizer.from_str(dist.broadcast(tokenizer.to_str() if dist.is_main else None))
+    return tokenizer
+
+
+def _model(config: RunConfig, num_classes: int, tokenizer, lexicon: Lexicon | None, train_ids: TokenIds | None) -> tuple[ModelConfig, nn.Module]:
+    """The model configuration (the options plus what the tokenizer and data fix) and the untrained model."""
+    derived = {"vocab_size": tokenizer.get_vocab_size(), "num_classes": num_classes, "pad_id": PAD_ID}
+    table = token_rows = None
+    if lexicon is not None:
+        ids, offsets = lexicon_table(tokenizer, lexicon)
+        table = (torch.from_numpy(ids), torch.from_numpy(offsets))
+        derived.update(lexicon_categories=len(lexicon.categories), lexicon_entries=len(ids))
+        if train_ids is not None:  # a streamed split is not counted: every token keeps a row of its own
+            rows = _seen_token_rows(train_ids.token_counts(derived["vocab_size"]))
+            token_rows = torch.from_numpy(rows)
+            derived["embedding_rows"] = int(rows.max()) + 1
+    model_config = ModelConfig(**{**config.model.__dict__, **derived})
+    return model_config, build_model(model_config, lexicon=table, token_rows=token_rows)
+
+
+def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: dict[str, np.ndarray], tokenizer, tcfg: TrainConfig,
+                      dist: Dist) -> HeldBatches | StreamBatches:
+    """This rank's batches of the train split: from its token ids, or tokenized from the stream as it is read."""
+    shape = {"batch_size": tcfg.batch_size, "bucket_size": tcfg.bucket_size, "rank": dist.rank, "world_size": dist.world_size,
+             "pad_id": PAD_ID}
+    if data.streamed:
+        stream = data.splits["train"]
+        return StreamBatches(stream.epoch, len(stream), lambda texts: encode(tokenizer, texts), **shape)
+    return HeldBatches(encoded["train"], labels["train"], **shape)
 
 
 def _seen_token_rows(counts: np.ndarray) -> np.ndarray:
@@ -193,49 +214,6 @@ def _seen_token_rows(counts: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _tokenizer_texts(train):
-    """The texts the tokenizer learns from: a streamed split's sample, or every text of the split, read in batches."""
-    if isinstance(train, StreamedSplit):
-        return train.sample
-    return (text for batch in train.select_columns("text").iter(batch_size=1000) for text in batch["text"])
-
-
-class _BatchSource:
-    """One rank's training batches, epoch after epoch: its shard of the length-bucketed batches of a split
-    held as token ids, or of a stream bucketed in a rolling buffer."""
-
-    def __init__(self, streamed: StreamedSplit | None, ids: TokenIds | None, labels: np.ndarray | None, tokenizer, tcfg, dist: Dist):
-        self.streamed, self.ids, self.tokenizer, self.tcfg, self.dist = streamed, ids, tokenizer, tcfg, dist
-        self.labels = torch.from_numpy(labels) if labels is not None else None
-        self.lengths = ids.lengths.tolist() if ids is not None else None  # plain ints sort faster than NumPy scalars
-        if streamed is not None:
-            self.steps = streamed_steps(len(streamed), tcfg.batch_size, tcfg.bucket_size, dist.world_size)
-        else:
-            self.steps = math.ceil(len(ids) / tcfg.batch_size) // dist.world_size
-        if self.steps == 0:
-            rows = len(streamed) if streamed is not None else len(ids)
-            raise ConfigError(
-                f"The training split has {rows} rows: too few for {dist.world_size} processes with --batch-size {tcfg.batch_size}. "
-                "Lower --batch-size or start fewer processes."
-            )
-
-    def epoch(self, epoch: int, rng: random.Random, skip: int):
-        """This epoch's batches as (ids, lengths, target), from batch `skip` on."""
-        tcfg, dist = self.tcfg, self.dist
-        if self.streamed is not None:
-            assert skip == 0, "a streamed epoch is never resumed mid-way"
-            encoder = lambda texts: encode(self.tokenizer, texts)  # noqa: E731
-            for sequences, labels in streamed_batches(self.streamed.epoch(epoch), encoder, tcfg.batch_size, tcfg.bucket_size, rng,
-                                                      dist.rank, dist.world_size):
-                ids, lengths = collate(sequences, PAD_ID)
-                yield ids, lengths, torch.tensor(labels)
-            return
-        batches = bucketed_batches(self.lengths, tcfg.batch_size, tcfg.bucket_size, rng)
-        for rows in shard_batches(batches, dist.rank, dist.world_size)[skip:]:
-            ids, lengths = self.ids.batch(rows, PAD_ID)
-            yield ids, lengths, self.labels[rows]
-
-
 def _stop_flags(checkpoints: Checkpoints | None) -> list[float]:
     """This process's stop request as [SIGINT, SIGTERM] flags, to be summed over the ranks."""
     signum = checkpoints.stop_signal if checkpoints is not None else None
@@ -246,10 +224,8 @@ def _agreed_signal(flags: list[float]) -> int | None:
     return signal.SIGTERM if flags[1] else signal.SIGINT if flags[0] else None
 
 
-def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labels: np.ndarray, tcfg, seed: int,
-         device: torch.device, progress: bool | None, save=None, resume: dict | None = None,
-         checkpoints: Checkpoints | None = None, dist: Dist = SINGLE) -> tuple[list[dict[str, float]], int]:
-    """Fine-tune one classifier with early stopping; leave it at its best validation epoch.
+def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | None = None) -> tuple[list[dict[str, float]], int]:
+    """Train one classifier with early stopping; leave it at its best validation epoch.
 
     `save(state)` is called at the end of each epoch, and after the current step when a
     stop was asked for; `resume` is such a state to continue from. With several
@@ -257,19 +233,20 @@ def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labe
     counts and stop requests are summed over the ranks each step, validation is split
     between them and gathered, and rank 0's early-stopping decision holds for all.
     """
+    tcfg, device, dist, checkpoints = loop.tcfg, loop.device, loop.dist, loop.checkpoints
     decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.startswith("embedding")]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and not n.startswith("embedding"))]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.learning_rate
     )
-    steps_per_epoch = source.steps
+    steps_per_epoch = loop.batches.steps
     precision = resolve_precision(tcfg.precision, device)  # autocast for the forward pass; the loss is computed in fp32
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
     rng = random.Random(seed)
     num_classes = model.config.num_classes
-    val_rows = np.arange(dist.rank, len(val_ids), dist.world_size)
-    my_val = val_ids.take(val_rows) if dist.enabled else val_ids
+    val_rows = np.arange(dist.rank, len(loop.val_ids), dist.world_size)
+    my_val = loop.val_ids.take(val_rows) if dist.enabled else loop.val_ids
 
     history: list[dict[str, float]] = []
     best = {"epoch": 0, "accuracy": -1.0, "loss": math.inf}
@@ -300,10 +277,11 @@ def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labe
         net.train()
         epoch_start = time.perf_counter()
         set_random_state(rng, epoch_rng)
-        bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", progress)
-        for ids, lengths, target in source.epoch(epoch, rng, step):
+        bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", loop.progress)
+        for batch in loop.batches.epoch(epoch, rng, step):
+            target, lengths = batch.labels, batch.lengths
             with autocast(precision, device):
-                logits = net(ids.to(device, non_blocking=True), lengths)
+                logits = net(batch.ids.to(device, non_blocking=True), lengths)
             loss = loss_fn(logits.float(), target.to(device))
             value = loss.item()
             # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
@@ -331,11 +309,11 @@ def _fit(model: GRUClassifier, source: _BatchSource, val_ids: TokenIds, val_labe
             bar.close()
         train_seconds = time.perf_counter() - epoch_start
 
-        val_logits = dist.gather_rows(batched_logits(model, my_val, batch_size=256, device=device), len(val_ids), device)
-        val_loss = float(loss_fn(val_logits, torch.from_numpy(val_labels)).item())
+        val_logits = dist.gather_rows(batched_logits(model, my_val, batch_size=256, device=device), len(loop.val_ids), device)
+        val_loss = float(loss_fn(val_logits, torch.from_numpy(loop.val_labels)).item())
         if not math.isfinite(val_loss):
             raise _diverged(f"the validation loss became {val_loss}", step, epoch + 1, tcfg, checkpoints)
-        val_acc, val_f1 = accuracy_and_macro_f1(val_labels, val_logits.argmax(-1).numpy(), num_classes)
+        val_acc, val_f1 = accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), num_classes)
         epoch += 1
         row = {
             "epoch": epoch, "train_loss": totals[0] / totals[1], "val_loss": val_loss, "val_accuracy": val_acc, "val_macro_f1": val_f1,

@@ -11,7 +11,8 @@ import torch
 from conftest import make_rows
 from sentiment_gru.cli import predict_main
 from sentiment_gru.explain import explain, mark, occlusion
-from sentiment_gru.predict import Predictor, batched_logits
+from sentiment_gru.batching import batched_logits
+from sentiment_gru.predict import Predictor
 from sentiment_gru.tokenization import encode
 
 

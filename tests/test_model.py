@@ -12,7 +12,8 @@ from sentiment_gru.batching import bucketed_batches, collate
 from sentiment_gru.config import CONFIG_FORMAT_VERSION, ModelConfig, TokenizerConfig
 from sentiment_gru.errors import ConfigError
 from sentiment_gru.model import GRUClassifier
-from sentiment_gru.predict import Predictor, batched_logits
+from sentiment_gru.batching import batched_logits
+from sentiment_gru.predict import Predictor
 from sentiment_gru.tokenization import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
 
 from conftest import make_rows
