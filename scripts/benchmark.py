@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentiment_gru import benchmark
+from benchmarks import encoder_speed as benchmark
+from sentiment_gru.config import PRECISIONS
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 
 
@@ -35,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epoch", action="store_true", help="time one training epoch instead")
     parser.add_argument("--epoch-texts", type=int, default=25_000, help="texts in the epoch")
     parser.add_argument("--impl", default="fast", choices=["fast", "packed"], help="encoder for --epoch")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="training precision for --epoch (auto: bf16 on a GPU, fp32 on the CPU, as training does)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default artifacts/benchmark.json, or artifacts/benchmark_epoch.json)")

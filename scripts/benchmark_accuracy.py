@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentiment_gru import accuracy_benchmark, benchmark
+from benchmarks import accuracy as accuracy_benchmark
+from benchmarks import encoder_speed
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 
 
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
         print(f"{name}: GRU - baseline = {r['gain_over_baseline_points']:+.2f} points (mean over {len(r['runs'])} seeds)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "environment": benchmark.environment(), "results": results}
+              "environment": encoder_speed.environment(), "results": results}
     args.output.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.output}")
     return 0

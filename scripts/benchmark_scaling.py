@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentiment_gru.scaling_benchmark import streaming_memory, throughput
+from benchmarks.scaling import streaming_memory, throughput
 
 # a small model for the streaming measurement: it measures the data path's memory, not the GRU
 STREAMING_MODEL = ["--epochs", "1", "--batch-size", "256", "--embedding-dim", "32", "--hidden-size", "32", "--num-layers", "1",

@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import random
 from pathlib import Path
 
 import pytest
 
-POSITIVE = ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "funny", "beautiful", "smart"]
-NEGATIVE = ["tedious", "dull", "clumsy", "boring", "awful", "lifeless", "shallow", "messy", "bland", "tiresome"]
-FILLER = ["the", "film", "is", "a", "story", "with", "cast", "and", "its", "plot", "director", "script", "really", "quite", "movie"]
-
-
-def make_rows(n: int, seed: int = 0, labels: tuple[str, ...] = ("negative", "positive")) -> list[dict[str, str]]:
-    """Texts whose label is carried by a few sentiment words among filler, of varied lengths."""
-    rng = random.Random(seed)
-    words = {"negative": NEGATIVE, "positive": POSITIVE, "neutral": ["okay", "fine", "average", "passable", "middling"]}
-    rows = []
-    for i in range(n):
-        label = labels[i % len(labels)]
-        length = rng.randint(3, 30)
-        tokens = [rng.choice(FILLER) for _ in range(length)]
-        for _ in range(rng.randint(1, 3)):
-            tokens.insert(rng.randrange(len(tokens) + 1), rng.choice(words[label]))
-        rows.append({"text": " ".join(tokens), "label": label})
-    return rows
-
-
-def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
+from sentiment_gru.synthetic import make_rows, write_csv  # noqa: F401 (tests import them from here)
 
 @pytest.fixture
 def tiny_files(tmp_path: Path) -> dict[str, Path]:

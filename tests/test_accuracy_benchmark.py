@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conftest import make_rows, write_csv
-from sentiment_gru import accuracy_benchmark
+from benchmarks import accuracy as accuracy_benchmark
 from sentiment_gru.errors import DataError
 
 TINY = {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import resource
 import socket
 import subprocess
@@ -20,14 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sentiment_gru.synthetic import write_jsonl
+
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
-WORDS = {
-    0: ["dull", "tedious", "clumsy", "boring", "awful", "bland", "messy", "tiresome", "lifeless", "shallow"],
-    1: ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "funny", "smart", "warm"],
-}
-FILLER = ["the", "film", "is", "a", "story", "with", "cast", "and", "its", "plot", "director", "script", "really", "quite", "movie",
-          "scenes", "ending", "acting", "music", "pace", "at", "times", "often", "never", "rather", "this", "that", "but", "so"]
 
 
 def train_command(processes: int, args: list[str]) -> list[str]:
@@ -78,24 +73,12 @@ def throughput(train_file: str, validation_file: str, layouts: list[tuple[int, i
     return rows
 
 
-def write_synthetic_jsonl(path: Path, lines: int, seed: int = 0) -> None:
-    """`lines` short labelled texts (4-14 words, one or two sentiment words) as JSON Lines."""
-    rng = random.Random(seed)
-    with open(path, "w", encoding="utf-8") as handle:
-        for i in range(lines):
-            label = i % 2 if rng.random() < 0.9 else 1 - i % 2  # 10% label noise, so the task is not trivial
-            words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))]
-            for _ in range(rng.randint(1, 2)):
-                words.insert(rng.randrange(len(words) + 1), rng.choice(WORDS[i % 2]))
-            handle.write(json.dumps({"text": " ".join(words), "label": label}) + "\n")
-
-
 def streaming_memory(lines: int, extra: list[str], threads: int, keep: Path | None = None) -> dict[str, Any]:
     """Train with --streaming on a synthetic JSON Lines file of `lines` texts; peak memory of the training process."""
     with tempfile.TemporaryDirectory() as tmp:
         data = (keep or Path(tmp)) / f"synthetic-{lines}.jsonl"
         if not data.is_file():
-            write_synthetic_jsonl(data, lines)
+            write_jsonl(data, lines)
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         run = run_training(1, threads, ["--train-file", str(data), "--streaming", "--label-names", "negative,positive", *extra])
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far, in KiB on Linux

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig, build_run_config
-from .errors import DataError
-from .runs import train_and_save
+from sentiment_gru.config import DataConfig, build_run_config
+from sentiment_gru.errors import DataError
+from sentiment_gru.runs import train_and_save
 
 log = logging.getLogger(__name__)
 

@@ -19,28 +19,18 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from . import kernels
-from .batching import bucketed_batches, collate
-from .config import ModelConfig
-from .encoder import BiGRUEncoder
-from .errors import ConfigError
-from .model import GRUClassifier
-from .precision import autocast, fast_bf16, resolve_precision
+from sentiment_gru import kernels
+from sentiment_gru.batching import bucketed_batches, collate
+from sentiment_gru.config import ModelConfig
+from sentiment_gru.distributed import resolve_device
+from sentiment_gru.encoder import BiGRUEncoder
+from sentiment_gru.errors import ConfigError
+from sentiment_gru.model import GRUClassifier
+from sentiment_gru.precision import autocast, fast_bf16, resolve_precision
 
 logger = logging.getLogger(__name__)
 
 IMPLS = ("packed", "fast")
-
-
-def resolve_device(device: str) -> torch.device:
-    """Parse `device`, failing with a clear message when CUDA is asked for but absent."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"The 'device' option must be a torch device such as 'cpu' or 'cuda'. Got {device!r}.") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("The 'device' option is 'cuda' but no CUDA device is available. Use --device cpu.")
-    return dev
 
 
 def set_threads(threads: int | None) -> int:
