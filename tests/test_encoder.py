@@ -247,9 +247,8 @@ def test_unknown_impl_is_rejected_with_the_allowed_values():
         resolve_impl("Fast", torch.device("cpu"))
 
 
-def test_auto_is_fast_for_cpu_training_and_packed_otherwise():
+def test_auto_is_fast_on_the_cpu_and_packed_on_cuda():
     assert resolve_impl("auto", torch.device("cpu")) == "fast"
-    assert resolve_impl("auto", torch.device("cpu"), grad_enabled=False) == "packed"
     assert resolve_impl("auto", torch.device("cuda")) == "packed"
     assert resolve_impl("packed", torch.device("cpu")) == "packed"
     assert resolve_impl("fast", torch.device("cuda")) == "fast"
