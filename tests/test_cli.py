@@ -109,6 +109,29 @@ def test_predict_without_a_model_says_how_to_train(tmp_path):
     assert done.stdout == ""
 
 
+def test_an_installed_command_names_installed_commands_in_its_hints(tmp_path):
+    """Run through the console script that installing the package gives, the hint names that command, not scripts/."""
+    installed = Path(sys.executable).with_name("sentiment-gru-predict")
+    if not installed.is_file():
+        pytest.skip("the package is not installed with its console scripts in this environment")
+    done = subprocess.run([str(installed), "--artifacts", str(tmp_path / "nothing"), "some text"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: No trained model in {tmp_path / 'nothing'}/. Run: sentiment-gru-train --output-dir DIR"
+
+
+def test_evaluate_on_integer_labels_names_the_fix_then_works_with_it(trained_dir, tmp_path):
+    rows = [{**r, "label": str(["negative", "positive"].index(r["label"]))} for r in make_rows(30, seed=5)]
+    reviews = write_csv(tmp_path / "reviews.csv", rows)
+    args = ["--artifacts", str(trained_dir), "--test-file", str(reviews), "--output-dir", str(tmp_path / "eval"), "--quiet"]
+    done = run_script("evaluate.py", *args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "pass --label-names negative,positive (0 = negative, 1 = positive)" in done.stderr
+    done = run_script("evaluate.py", *args, "--label-names", "negative,positive")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["size"] == 30
+
+
 def test_predict_starts_without_heavy_libraries(trained_dir):
     code = (
         "import runpy, sys\n"
