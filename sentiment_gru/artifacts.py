@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import CONFIG_FORMAT_VERSION, DataConfig, ModelConfig, from_dict
-from .errors import ArtifactsError, train_hint
+from .errors import ArtifactsError, command, train_hint
 from .files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
 
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, MANIFEST_FILE)
@@ -111,12 +111,14 @@ def write_model_files(folder: Path, model: Any, tokenizer: Any, config: dict[str
 
 
 @dataclass
-class LoadedModel:
-    model: Any  # GRUClassifier in eval mode
+class ModelFolder:
+    """A checked model folder without its weights loaded: what every backend reads first (no torch needed)."""
+
+    path: Path
+    config: dict[str, Any]  # the whole config.json
     tokenizer: Any  # tokenizers.Tokenizer
     label_names: list[str]
-    config: dict[str, Any]  # the whole config.json
-    path: Path
+    model_config: ModelConfig
 
     @property
     def temperature(self) -> float:
@@ -128,14 +130,18 @@ class LoadedModel:
         return from_dict(DataConfig, {k: v for k, v in self.config["data"].items() if k not in ("source", "notes")})
 
 
-def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
-    """Load and validate a trained model folder: the one loader predict and evaluate share."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from tokenizers import Tokenizer
+@dataclass
+class LoadedModel(ModelFolder):
+    model: Any  # GRUClassifier or EnsembleClassifier, in eval mode
 
-    from .model import build_model
+
+def read_folder(path: str | Path, verify: tuple[str, ...] | None = None) -> ModelFolder:
+    """Check a model folder and read its config and tokenizer.
+
+    Every file MANIFEST.json lists must be there; the files in `verify` (all of them when None) must also match
+    their sha256. config.json and tokenizer.json are always verified.
+    """
+    from tokenizers import Tokenizer
 
     folder = Path(path)
     if not folder.is_dir() or not is_model_folder(folder):
@@ -143,13 +149,17 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise ArtifactsError(f"{folder}/ is incomplete: {', '.join(missing)} missing. {train_hint()}")
-    manifest = _read_json(folder / MANIFEST_FILE)
-    for name, expected in manifest.get("files", {}).items():
+    manifest = _read_json(folder / MANIFEST_FILE).get("files", {})
+    for name, expected in manifest.items():
         file = folder / name
         if not file.is_file():
             raise ArtifactsError(f"{file}: listed in {MANIFEST_FILE} but missing. {train_hint()}")
-        if sha256_file(file) != expected:
+        if (verify is None or name in verify or name in (CONFIG_FILE, TOKENIZER_FILE)) and sha256_file(file) != expected:
             raise ArtifactsError(f"{file}: checksum does not match {MANIFEST_FILE}; the file was changed or damaged. {train_hint()}")
+    unlisted = [name for name in verify or () if name not in manifest]
+    if unlisted:
+        raise ArtifactsError(f"{folder / unlisted[0]}: not listed in {MANIFEST_FILE}, so it cannot be checked. "
+                             f"Write it again (e.g. {command('export')} --artifacts {folder}).")
 
     config = _read_json(folder / CONFIG_FILE)
     if config.get("format_version") != CONFIG_FORMAT_VERSION:
@@ -174,15 +184,43 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
             f"{folder / TOKENIZER_FILE}: vocabulary of {tokenizer.get_vocab_size()} tokens, "
             f"but the model's embedding has {model_config.vocab_size} rows."
         )
+    return ModelFolder(path=folder, config=config, tokenizer=tokenizer, label_names=label_names, model_config=model_config)
 
-    model = build_model(model_config)
+
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load and validate a trained model folder with its torch weights: the one loader every torch path shares."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .model import build_model
+
+    folder = read_folder(path)
+    model = build_model(folder.model_config)
     try:
-        state = load_file(str(folder / MODEL_FILE))
+        state = load_file(str(folder.path / MODEL_FILE))
         model.load_state_dict(state)
     except (SafetensorError, RuntimeError, OSError) as exc:
-        raise ArtifactsError(f"{folder / MODEL_FILE}: cannot be loaded into the model ({str(exc).splitlines()[0]}).") from None
+        raise ArtifactsError(f"{folder.path / MODEL_FILE}: cannot be loaded into the model ({str(exc).splitlines()[0]}).") from None
     model.to(torch.device(device)).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, label_names=label_names, config=config, path=folder)
+    return LoadedModel(**folder.__dict__, model=model)
+
+
+def rewrite_folder(source: str | Path, target: str | Path, write: Callable[[Path], None] | None = None) -> None:
+    """Copy the checked model folder `source` to `target` (the same folder to update it in place), with `write(staging)`
+    adding or replacing files; the result is swapped in whole, with a new manifest, or not at all."""
+    folder = read_folder(source)
+
+    def build(staging: Path) -> None:
+        for file in sorted(folder.path.rglob("*")):
+            relative = file.relative_to(folder.path)
+            if file.is_file() and relative.name not in (MANIFEST_FILE, ".gitignore"):
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(file, staging / relative)
+        if write is not None:
+            write(staging)
+
+    save_atomically(Path(target), build)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,60 +1,176 @@
-"""Prediction on raw text with a trained model folder.
+"""Prediction on raw text: `SentimentClassifier`, the package's Python API, and the backends it runs on.
 
-Imports only torch, tokenizers and safetensors, so the predict command starts
-about as fast as `import torch, tokenizers`.
+    >>> from sentiment_gru import SentimentClassifier
+    >>> clf = SentimentClassifier.from_pretrained("artifacts")
+    >>> clf("what a wonderful film")
+    [{'label': 'positive', 'score': 0.98...}]
+
+A model folder with `model.onnx` runs on onnxruntime (`backend="onnx"`, the default when the
+folder has the graph and onnxruntime is installed); otherwise on torch. Importing this module,
+and the whole onnxruntime path, imports neither torch nor datasets, scikit-learn or matplotlib,
+so a prediction starts in a fraction of the time `import torch` takes.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
-from .batching import batched_logits
-from .tokenization import encode
+from .artifacts import ModelFolder, read_folder, rewrite_folder
+from .calibration import softmax
+from .config import BACKENDS
+from .errors import ArtifactsError, ConfigError, command
+from .files import ONNX_FILE
+from .tokenization import PAD_ID, encode, encode_with_offsets
 
 EMPTY_TEXT_ERROR = "empty text"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class Predictor:
-    """Labels and probabilities for raw texts."""
+class TorchBackend:
+    """Logits from a torch model (a GRUClassifier or an ensemble of them)."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Any, label_names: list[str], temperature: float = 1.0, device: str = "cpu"):
-        self.model = model
+    name = "torch"
+
+    def __init__(self, model: Any, device: str = "cpu") -> None:
+        self.model, self.device = model, device
+
+    def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
+        from .batching import batched_logits
+
+        return batched_logits(self.model, sequences, batch_size=batch_size, device=self.device, pad_id=PAD_ID).numpy()
+
+
+class OnnxBackend:
+    """Logits from the exported graph `model.onnx`, on onnxruntime."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        from .onnx_backend import OnnxModel
+
+        self.model = OnnxModel(path, intra_op_threads=threads)
+
+    def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
+        out = np.empty((len(sequences), self.model.num_classes), dtype=np.float32)
+        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            ids = np.full((len(rows), int(lengths[rows].max())), PAD_ID, dtype=np.int64)
+            for i, row in enumerate(rows):
+                ids[i, :lengths[row]] = sequences[row]
+            out[rows] = self.model.logits(ids, lengths[rows])
+        return out
+
+
+class SentimentClassifier:
+    """A trained sentiment model: calibrated label probabilities for raw texts, and the words that decided them.
+
+    Build one with `from_pretrained` (a model folder or a Hugging Face hub id). Calling it returns results in the
+    shape of a Hugging Face text-classification pipeline: `[{"label": ..., "score": ...}]`.
+    """
+
+    def __init__(self, backend: TorchBackend | OnnxBackend, tokenizer: Any, label_names: list[str], temperature: float = 1.0,
+                 tail_tokens: int = 0, folder: ModelFolder | None = None) -> None:
+        self.backend = backend
         self.tokenizer = tokenizer
-        self.label_names = label_names
-        self.temperature = temperature
-        self.device = device
+        self.label_names = list(label_names)
+        self.temperature = float(temperature)
+        self.tail_tokens = tail_tokens  # of a long text, tokens read from its end (TokenizerConfig.tail_tokens)
+        self.folder = folder  # the model folder it was loaded from, if any
 
     @classmethod
-    def from_artifacts(cls, path: str | Path, device: str = "cpu") -> "Predictor":
-        from .artifacts import load_model
+    def from_pretrained(cls, name_or_path: str | Path, backend: str = "auto", device: str = "cpu", revision: str | None = None,
+                        threads: int | None = None) -> SentimentClassifier:
+        """Load a model folder, or a model repository on the Hugging Face hub (`owner/name`, downloaded once and cached).
 
-        loaded = load_model(path, device=device)
-        temperature = float(loaded.config.get("calibration", {}).get("temperature", 1.0))
-        return cls(loaded.model, loaded.tokenizer, loaded.label_names, temperature=temperature, device=device)
+        backend: "onnx" (onnxruntime; needs `model.onnx` in the folder), "torch", or "auto": onnx when the folder has
+        the graph and onnxruntime is installed, else torch. `threads` caps onnxruntime's threads.
+        """
+        if backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}. Got {backend!r}.")
+        path = _locate(name_or_path, revision)
+        has_graph = (path / ONNX_FILE).is_file()
+        if backend == "auto":
+            backend = "onnx" if has_graph and importlib.util.find_spec("onnxruntime") is not None else "torch"
+        if backend == "onnx":
+            if not has_graph:
+                raise ArtifactsError(f"{path}/ has no {ONNX_FILE}. Write it with: {command('export')} --artifacts {path} "
+                                     "(or use --backend torch).")
+            folder = read_folder(path, verify=(ONNX_FILE,))
+            runner: TorchBackend | OnnxBackend = OnnxBackend(path / ONNX_FILE, threads=threads)
+        else:
+            from .artifacts import load_model
 
-    def probabilities(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-        """Class probabilities: [len(texts), num_classes]."""
-        logits = batched_logits(self.model, encode(self.tokenizer, texts), batch_size, self.device)
-        return torch.softmax(logits / self.temperature, dim=-1)
+            folder = load_model(path, device=device)
+            runner = TorchBackend(folder.model, device=device)
+        return cls(runner, folder.tokenizer, folder.label_names, folder.temperature,
+                   tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0), folder=folder)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write this model's folder to `directory` (whole or not at all), ready to load or upload to the hub as it is."""
+        if self.folder is None:
+            raise ArtifactsError(f"This classifier was not loaded from a model folder; train one with {command('train')} --output-dir DIR.")
+        rewrite_folder(self.folder.path, directory)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # ------------------------------------------------------------ predictions
+
+    def __call__(self, inputs: str | list[str], top_k: int | None = 1, batch_size: int = 256) -> list:
+        """Labels and calibrated scores, as a Hugging Face text-classification pipeline gives them.
+
+        One text: `[{"label", "score"}]` (top_k labels, best first; `top_k=None` for every label). A list of texts:
+        one such result per text, except that with `top_k=1` each is the single dict. An empty text gets
+        `{"label": None, "score": None, "error": "empty text"}`.
+        """
+        single = isinstance(inputs, str)
+        texts = [inputs] if single else list(inputs)
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ConfigError(f"top_k must be a positive int or None. Got {top_k!r}.")
+        k = len(self.label_names) if top_k is None else min(top_k, len(self.label_names))
+        results = []
+        for row in self.predict_proba(texts, batch_size=batch_size):
+            if np.isnan(row).any():
+                ranked = [{"label": None, "score": None, "error": EMPTY_TEXT_ERROR}]
+            else:
+                ranked = [{"label": self.label_names[i], "score": float(row[i])} for i in np.argsort(-row, kind="stable")[:k]]
+            results.append(ranked[0] if top_k == 1 and not single else ranked)
+        return results[0] if single else results
+
+    def predict_proba(self, texts: str | list[str], batch_size: int = 256) -> np.ndarray:
+        """Calibrated class probabilities [len(texts), num_classes], columns in `label_names` order; NaN rows for empty texts."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = np.full((len(texts), len(self.label_names)), np.nan)
+        usable = [i for i, t in enumerate(texts) if t.strip()]
+        if usable:
+            logits = self.backend.logits(self.encode([texts[i] for i in usable]), batch_size)
+            out[usable] = softmax(logits, self.temperature)
+        return out
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids as the model reads them: truncated as it was trained."""
+        return encode(self.tokenizer, texts, self.tail_tokens)
 
     def predict(self, texts: list[str], batch_size: int = 256) -> list[dict[str, Any]]:
         """One result per text: `label`, `probability` and all `probabilities`, or `error` for an empty text."""
-        results: list[dict[str, Any] | None] = [None] * len(texts)
-        usable = [i for i, t in enumerate(texts) if t.strip()]
-        if usable:
-            probs = self.probabilities([texts[i] for i in usable], batch_size)
-            for i, row in zip(usable, probs.tolist()):
-                best = max(range(len(row)), key=row.__getitem__)
-                results[i] = {
-                    "label": self.label_names[best],
-                    "probability": row[best],
-                    "probabilities": dict(zip(self.label_names, row)),
-                }
-        return [r if r is not None else {"label": None, "error": EMPTY_TEXT_ERROR} for r in results]
+        results = []
+        for row in self.predict_proba(texts, batch_size=batch_size):
+            if np.isnan(row).any():
+                results.append({"label": None, "error": EMPTY_TEXT_ERROR})
+                continue
+            best = int(row.argmax())
+            results.append({"label": self.label_names[best], "probability": float(row[best]),
+                            "probabilities": dict(zip(self.label_names, row.tolist()))})
+        return results
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[tuple[str, dict[str, Any]]]:
         """Predict an iterable of texts lazily, `batch_size` at a time, so memory stays flat."""
@@ -66,3 +182,55 @@ class Predictor:
                 chunk = []
         if chunk:
             yield from zip(chunk, self.predict(chunk, batch_size))
+
+    # ------------------------------------------------------------ explanations
+
+    def explain(self, text: str) -> list[tuple[str, float]]:
+        """(token, score) for each token the model reads: how much the predicted label's probability drops when the
+        token is taken out (occlusion). Positive scores push towards the predicted label. Empty for an empty text."""
+        return [(t["token"], t["score"]) for t in self.explain_details(text)["explanation"]]
+
+    def explain_details(self, text: str, mode: str = "drop") -> dict[str, Any]:
+        """The prediction for `text` with its explanation: {"label", "probability", "probabilities", "explanation":
+        [{"token", "score", "start", "end"}]} (character offsets into `text`), or {"label": None, "error", "explanation": []}."""
+        from .explain import occlusion
+
+        ids, offsets = encode_with_offsets(self.tokenizer, [text], self.tail_tokens)[0]
+        if not text.strip() or not ids:
+            return {"label": None, "error": EMPTY_TEXT_ERROR, "explanation": []}
+        probabilities, drops = occlusion(self.probabilities_of_ids, ids, mode)
+        best = int(probabilities.argmax())
+        return {
+            "label": self.label_names[best],
+            "probability": float(probabilities[best]),
+            "probabilities": dict(zip(self.label_names, probabilities.tolist())),
+            "explanation": [
+                {"token": text[start:end], "score": float(drop[best]), "start": start, "end": end}
+                for (start, end), drop in zip(offsets, drops)
+            ],
+        }
+
+    def probabilities_of_ids(self, sequences: list[list[int]], batch_size: int = 256) -> np.ndarray:
+        """Calibrated probabilities of token id sequences (each non-empty): [len(sequences), num_classes]."""
+        return softmax(self.backend.logits(sequences, batch_size), self.temperature)
+
+
+def _locate(name_or_path: str | Path, revision: str | None) -> Path:
+    """The local folder of a model: `name_or_path` itself, or a hub repository's files downloaded into the cache."""
+    path = Path(name_or_path)
+    if path.exists() or not HUB_ID.match(str(name_or_path)):
+        return path  # a local folder; read_folder says what is wrong with it, if anything
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ArtifactsError(f"No model folder {path}/, and loading {name_or_path!r} from the Hugging Face hub needs "
+                             "huggingface_hub: pip install huggingface_hub.") from None
+    try:
+        return Path(snapshot_download(repo_id=str(name_or_path), revision=revision))
+    except Exception as exc:  # offline, no such repository, no access: huggingface_hub raises several types
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ArtifactsError(
+            f"No model folder {path}/, and the Hugging Face hub model {name_or_path!r} could not be downloaded ({reason}). "
+            "Check the id and your connection, or pass a local model folder."
+        ) from None
+
