@@ -180,6 +180,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("train", "validation", "test"), help="split to score (default: test, else the first given)")
     parser.add_argument("--output-dir", help="folder for the reports (default: ARTIFACTS/evaluation/SPLIT)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF + logistic-regression comparison")
+    _add_backend(parser)
     parser.add_argument("--quiet", action="store_true", help="only warnings and the report")
     return parser
 
@@ -189,7 +190,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _quiet_datasets()
     data_config = data_config_from(args) if _gave_data(args) else None
-    metrics, out = evaluate_saved(args.artifacts, data_config, args.split, args.output_dir, baseline=not args.no_baseline)
+    metrics, out = evaluate_saved(args.artifacts, data_config, args.split, args.output_dir, baseline=not args.no_baseline,
+                                  backend=args.backend)
     print(metrics["report"])
     print(f"reports written to {out}/ — read {out}/report.html")
     return 0
@@ -210,6 +212,7 @@ def compare_parser() -> argparse.ArgumentParser:
     add_data_arguments(parser)
     parser.add_argument("--split", choices=("train", "validation", "test"), help="split to score (default: test, else the first given)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_backend(parser)
     parser.set_defaults(quiet=True)  # warnings only: the comparison is the output
     return parser
 
@@ -219,7 +222,7 @@ def _compare(args: argparse.Namespace) -> int:
     from .runs import compare_saved
 
     _quiet_datasets()
-    result = compare_saved(args.dir_a, args.dir_b, data_config_from(args) if _gave_data(args) else None, args.split)
+    result = compare_saved(args.dir_a, args.dir_b, data_config_from(args) if _gave_data(args) else None, args.split, args.backend)
     print(json.dumps(result, indent=2) if args.json else format_comparison(result))
     return 0
 
@@ -228,7 +231,42 @@ def compare_main(argv: list[str] | None = None) -> int:
     return _run(_compare, argv, compare_parser())
 
 
+# ---------------------------------------------------------------- export
+
+
+def export_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="export", description="Write model.onnx into a model folder, so predict runs on "
+                                                                "onnxruntime without torch (pip install 'sentiment-gru[onnx]').")
+    parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the result line")
+    return parser
+
+
+def _export(args: argparse.Namespace) -> int:
+    import time
+
+    from .export import export_folder
+
+    started = time.perf_counter()
+    path = export_folder(args.artifacts)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - started:.1f} s) — "
+          f"predict without torch: {command('predict')} --artifacts {args.artifacts} --backend onnx \"some text\"")
+    return 0
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    return _run(_export, argv, export_parser())
+
+
 # ---------------------------------------------------------------- predict
+
+
+def _add_backend(parser: argparse.ArgumentParser) -> None:
+    from .config import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="onnx: onnxruntime on the folder's model.onnx, without torch; torch: the PyTorch weights; "
+                             "auto: onnx when the folder has model.onnx and onnxruntime is installed (default: %(default)s)")
 
 
 def predict_parser() -> argparse.ArgumentParser:
@@ -241,6 +279,7 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="JSON Lines with every class probability")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: %(default)s)")
+    _add_backend(parser)
     parser.add_argument("--explain", action="store_true",
                         help="mark the words that move the prediction most, [+word] for and [-word] against it "
                              "(occlusion: one extra forward pass per token); with --json, add an \"explanation\" list")
@@ -249,7 +288,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 def _predict(args: argparse.Namespace) -> int:
     from .config import MAX_BATCH_SIZE
-    from .predict import Predictor
+    from .predict import SentimentClassifier
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}. Got {args.batch_size}.")
@@ -257,7 +296,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError("Nothing to predict. Give texts, '-' for stdin, or --file F.")
     if args.file is not None and args.texts:
         raise ConfigError("Give texts or --file, not both.")
-    predictor = Predictor.from_artifacts(args.artifacts)
+    predictor = SentimentClassifier.from_pretrained(args.artifacts, backend=args.backend)
     if args.file is not None:
         texts = read_texts(args.file, args.text_column)
     elif args.texts == ["-"]:
@@ -284,11 +323,11 @@ def _write(out, text: str, result: dict, as_json: bool, shown: str) -> None:
 
 
 def _explain(predictor, texts, as_json: bool, out) -> int:
-    from .explain import explain, mark
+    from .explain import mark
 
     colour = out.isatty()
     for text in texts:
-        result = explain(predictor, text)
+        result = predictor.explain_details(text)
         shown = "" if as_json or result["label"] is None else mark(text, result["explanation"], colour=colour)
         result["explanation"] = [{"token": t["token"], "score": t["score"]} for t in result["explanation"]]
         _write(out, text, result, as_json, shown)
@@ -353,3 +392,36 @@ def _json_texts(file: Path, text_column: str | None) -> Iterator[str]:
 
 def predict_main(argv: list[str] | None = None) -> int:
     return _run(_predict, argv, predict_parser())
+
+
+# ---------------------------------------------------------------- one command for all
+
+
+def serve_main(argv: list[str] | None = None) -> int:
+    from .serve import serve_main as serve
+
+    return serve(argv)
+
+
+COMMANDS = {
+    "train": ("train a model folder", train_main),
+    "evaluate": ("score a model folder on a split or a file; write its reports", evaluate_main),
+    "predict": ("label texts", predict_main),
+    "compare": ("two model folders on the same split", compare_main),
+    "export": ("write model.onnx into a model folder", export_main),
+    "serve": ("serve a model folder over HTTP", serve_main),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`sentiment-gru COMMAND ...`: the commands above under one name (`sentiment-gru serve --artifacts DIR`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: sentiment-gru COMMAND [options]   (sentiment-gru COMMAND --help for its options)\n\ncommands:")
+        for name, (text, _) in COMMANDS.items():
+            print(f"  {name:<10}{text}")
+        return 0 if argv else EXIT_USER_ERROR
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return COMMANDS[argv[0]][1](argv[1:])

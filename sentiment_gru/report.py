@@ -133,7 +133,7 @@ def plot_length_confidence(evaluation: Evaluation, path: Path) -> None:
 
 
 def plot_training(history: dict[str, Any], path: Path) -> None:
-    """Loss and validation accuracy/macro-F1 per epoch, one line per ensemble member, chosen epochs marked."""
+    """Loss and validation accuracy/macro-F1 per epoch, one line per ensemble member (and distilled student), chosen epochs marked."""
     plt = _pyplot()
     fig, (loss, score) = plt.subplots(1, 2, figsize=(11, 4.4))
     rows = history["epochs"]
@@ -145,10 +145,11 @@ def plot_training(history: dict[str, Any], path: Path) -> None:
         mine = [r for r in rows if r.get("member", 0) == m]
         epochs = [r["epoch"] for r in mine]
         color = colors[m % len(colors)]
-        tag = f"member {m}: " if len(members) > 1 else ""
+        name = "student" if mine[0].get("role") == "student" else f"member {m}"
+        tag = f"{name}: " if len(members) > 1 else ""
         loss.plot(epochs, [r["train_loss"] for r in mine], "-", color=color, label=f"{tag}train")
         loss.plot(epochs, [r["val_loss"] for r in mine], "--", color=color, label=f"{tag}validation")
-        score.plot(epochs, [r["val_accuracy"] for r in mine], "-", color=color, label=f"member {m}" if tag else "accuracy")
+        score.plot(epochs, [r["val_accuracy"] for r in mine], "-", color=color, label=name if tag else "accuracy")
         score.plot(epochs, [r["val_macro_f1"] for r in mine], ":", color=color, label=None if tag else "macro-F1")
         chosen = [r for r in mine if r["epoch"] == best[members.index(m)]]
         if chosen:
@@ -195,6 +196,10 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     blocks.append(("h2", "1. Headline"))
     ci = metrics["confidence_intervals"]
     rows = [["GRU", _f(metrics["accuracy"]), _ci(ci["accuracy"]), _f(metrics["macro_f1"]), _ci(ci["macro_f1"])]]
+    if metrics.get("ensemble"):
+        ensemble = metrics["ensemble"]
+        rows.append([f"Ensemble of {ensemble['members']} this model was distilled from", _f(ensemble["accuracy"]), "-",
+                     _f(ensemble["macro_f1"]), "-"])
     baseline = metrics.get("baseline")
     if baseline:
         bci = baseline.get("confidence_intervals")

@@ -20,18 +20,18 @@ import numpy as np
 import torch
 
 from . import __version__, distributed
-from .artifacts import LoadedModel, check_output_dir, load_model, save_atomically, write_model_files
+from .artifacts import check_output_dir, save_atomically, write_model_files
 from .calibration import fit_temperature
+from .card import write_card
 from .checkpoint import Checkpoints, checkpoint_dir
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
 from .data import LoadedData, describe_sizes, load_data
 from .errors import ConfigError, DataError
-from .evaluation import Baseline, Scores, compare, compute_metrics, evaluate, score, tfidf_baseline
+from .evaluation import Baseline, Scores, compare, compute_metrics, evaluate, score, linear_baseline
 from .files import HISTORY_FILE, write_json
-from .predict import Predictor
+from .predict import SentimentClassifier, TorchBackend
 from .report import write_reports
-from .tokenization import encode
-from .training import train
+from .training import TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,25 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         "calibration": {"temperature": validation.temperature, "fitted_on": "validation"},
         "versions": library_versions(),
     }
+    if result.teacher is not None:
+        run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
+                                     "weight": config.train.distill_weight, "copies": config.train.distill_copies}
     history = {"best_epoch": result.best_epoch, "epochs": result.history}
-    predictor = Predictor(result.model, result.tokenizer, data.label_names, validation.temperature, device=result.device)
+    classifier = SentimentClassifier(TorchBackend(result.model, result.device), result.tokenizer, data.label_names, validation.temperature,
+                                     tail_tokens=config.tokenizer.tail_tokens)
     evaluation = evaluate(scores, data.label_names, texts=list(data.splits[split]["text"]), baseline=baseline,
-                          explain=_explainer(predictor), history=history, config=run_facts)
+                          explain=_explainer(classifier), history=history, config=run_facts)
     on_validation = compute_metrics(validation.labels, validation.probabilities, data.label_names, "validation")
     evaluation.metrics["validation"] = {k: on_validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
+    if result.teacher is not None:
+        evaluation.metrics["ensemble"] = _ensemble_figures(result, data, split)
     metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
         write_model_files(folder, result.model, result.tokenizer, run_facts)
         write_json(folder / HISTORY_FILE, history)
         metrics["report"] = write_reports(folder, evaluation)
+        write_card(folder, run_facts, metrics, name=output_dir.name)
 
     save_atomically(output_dir, write)
     if checkpoints is not None:
@@ -131,16 +138,26 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     return metrics
 
 
+def _ensemble_figures(result: TrainResult, data: LoadedData, split: str) -> dict[str, Any]:
+    """The distilled-from ensemble's accuracy and macro-F1 on the report's split and on validation, for comparison."""
+    figures: dict[str, Any] = {"members": result.teacher.config.ensemble_size}
+    for name, prefix in ((split, ""), ("validation", "validation_")):
+        scores = _score(result.teacher, result.encoded[name], data, name, 1.0, result.device)
+        found = compute_metrics(scores.labels, scores.probabilities, data.label_names, name)
+        figures.update({f"{prefix}accuracy": found["accuracy"], f"{prefix}macro_f1": found["macro_f1"]})
+    return figures
+
+
 def _score(model, ids, data: LoadedData, split: str, temperature: float, device: str) -> Scores:
     labels = np.asarray(data.splits[split].with_format("numpy")["label"])
-    return score(model, ids, labels, split, temperature, device=device)
+    return score(TorchBackend(model, device).logits, ids, labels, split, temperature)
 
 
-def _explainer(predictor: Predictor):
+def _explainer(classifier: SentimentClassifier):
     """A text with the words that decided its prediction marked, as `predict --explain` shows it."""
-    from .explain import explain, mark
+    from .explain import mark
 
-    return lambda text: mark(text, explain(predictor, text)["explanation"])
+    return lambda text: mark(text, classifier.explain_details(text)["explanation"])
 
 
 def _baseline(data: LoadedData, split: str) -> Baseline:
@@ -149,33 +166,34 @@ def _baseline(data: LoadedData, split: str) -> Baseline:
     if len(train) > BASELINE_MAX_ROWS:
         train = train.shuffle(seed=0).select(range(BASELINE_MAX_ROWS))
     target = data.splits[split]
-    return tfidf_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
+    return linear_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
 
 
-def _saved_scores(loaded: LoadedModel, data: LoadedData, split: str) -> Scores:
+def _saved_scores(classifier: SentimentClassifier, data: LoadedData, split: str) -> Scores:
     """A saved model's scores on `split`, with the temperature it was saved with (never refitted here)."""
     target = data.splits[split]
-    return score(loaded.model, encode(loaded.tokenizer, target["text"]), np.asarray(target["label"]), split, loaded.temperature)
+    return score(classifier.backend.logits, classifier.encode(target["text"]), np.asarray(target["label"]), split, classifier.temperature)
 
 
 def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split: str | None, output_dir: str | Path | None,
-                   baseline: bool = True) -> tuple[dict[str, Any], Path]:
+                   baseline: bool = True, backend: str = "auto") -> tuple[dict[str, Any], Path]:
     """Score a saved model on a split of its own data or of the given data; write the reports."""
-    loaded = load_model(artifacts)
-    data = load_data(data_config or loaded.data_config(), label_names=loaded.label_names, need_train=False)
+    classifier = SentimentClassifier.from_pretrained(artifacts, backend=backend)
+    folder = classifier.folder
+    data = load_data(data_config or folder.data_config(), label_names=folder.label_names, need_train=False)
     split = data.split_to_score(split)
     started = time.perf_counter()
-    scores = _saved_scores(loaded, data, split)
+    scores = _saved_scores(classifier, data, split)
     seconds = time.perf_counter() - started
     history_file = Path(artifacts) / HISTORY_FILE
     evaluation = evaluate(
-        scores, loaded.label_names, texts=list(data.splits[split]["text"]),
+        scores, folder.label_names, texts=list(data.splits[split]["text"]),
         baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
-        explain=_explainer(Predictor(loaded.model, loaded.tokenizer, loaded.label_names, loaded.temperature)),
-        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=loaded.config,
+        explain=_explainer(classifier),
+        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=folder.config,
     )
     metrics = evaluation.metrics
-    metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts))
+    metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts), backend=classifier.backend_name)
     out = Path(output_dir) if output_dir is not None else Path(artifacts) / "evaluation" / split
 
     def write(folder: Path) -> None:
@@ -185,14 +203,15 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     return metrics, out
 
 
-def compare_saved(dir_a: str | Path, dir_b: str | Path, data_config: DataConfig | None = None, split: str | None = None) -> dict[str, Any]:
+def compare_saved(dir_a: str | Path, dir_b: str | Path, data_config: DataConfig | None = None, split: str | None = None,
+                  backend: str = "auto") -> dict[str, Any]:
     """Score two saved models on one split (of model A's data unless `data_config` is given) and test the difference."""
-    a, b = load_model(dir_a), load_model(dir_b)
+    a, b = (SentimentClassifier.from_pretrained(d, backend=backend) for d in (dir_a, dir_b))
     if a.label_names != b.label_names:
         raise DataError(f"The models have different labels: {', '.join(a.label_names)} vs {', '.join(b.label_names)}. "
                         "Compare models trained on the same labels.")
-    data = load_data(data_config or a.data_config(), label_names=a.label_names, need_train=False)
+    data = load_data(data_config or a.folder.data_config(), label_names=a.label_names, need_train=False)
     split = data.split_to_score(split)
     result = compare(_saved_scores(a, data, split), _saved_scores(b, data, split), a.label_names)
-    result["a"]["artifacts"], result["b"]["artifacts"] = str(a.path), str(b.path)
+    result["a"]["artifacts"], result["b"]["artifacts"] = str(a.folder.path), str(b.folder.path)
     return {**result, "data": data.source["description"]}

@@ -23,7 +23,7 @@ MODEL_FILES = {
     "model.safetensors", "config.json", "tokenizer.json", "metrics.json", "classification_report.txt",
     "confusion_matrix.png", "confusion_matrix.csv", "history.json", "MANIFEST.json", ".gitignore",
     "report.html", "report.md", "report_roc_pr.png", "report_reliability.png", "report_length_confidence.png",
-    "report_training_curves.png",
+    "report_training_curves.png", "README.md",
 }
 
 

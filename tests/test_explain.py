@@ -10,20 +10,21 @@ import torch
 
 from conftest import make_rows
 from sentiment_gru.cli import predict_main
-from sentiment_gru.explain import explain, mark, occlusion
 from sentiment_gru.batching import batched_logits
-from sentiment_gru.predict import Predictor
+from sentiment_gru.explain import mark, occlusion
+from sentiment_gru.predict import SentimentClassifier
 from sentiment_gru.tokenization import encode
 
 
-def probability_without(predictor: Predictor, ids: list[int], removed: set[int], label: int) -> float:
+def probability_without(predictor: SentimentClassifier, ids: list[int], removed: set[int], label: int) -> float:
+    """The probability of `label` with the tokens at `removed` taken out, straight from the torch model."""
     kept = [t for i, t in enumerate(ids) if i not in removed]
-    logits = batched_logits(predictor.model, [kept], batch_size=1, device="cpu")
+    logits = batched_logits(predictor.backend.model, [kept], batch_size=1, device="cpu")
     return float(torch.softmax(logits / predictor.temperature, dim=-1)[0, label])
 
 
 def test_removing_top_tokens_moves_the_prediction_more_than_random_tokens(trained_dir):
-    predictor = Predictor.from_artifacts(trained_dir)
+    predictor = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
     rng = random.Random(0)
     k = 2
     top_drops, random_drops = [], []
@@ -31,10 +32,10 @@ def test_removing_top_tokens_moves_the_prediction_more_than_random_tokens(traine
         ids = encode(predictor.tokenizer, [row["text"]])[0]
         if len(ids) <= k:
             continue
-        probabilities, drops = occlusion(predictor, ids)
+        probabilities, drops = occlusion(predictor.probabilities_of_ids, ids)
         label = int(probabilities.argmax())
         base = float(probabilities[label])
-        top = set(torch.argsort(drops[:, label], descending=True)[:k].tolist())
+        top = set(np.argsort(-drops[:, label], kind="stable")[:k].tolist())
         top_drops.append(base - probability_without(predictor, ids, top, label))
         random_drops.append(np.mean([base - probability_without(predictor, ids, set(rng.sample(range(len(ids)), k)), label)
                                      for _ in range(5)]))
@@ -43,9 +44,9 @@ def test_removing_top_tokens_moves_the_prediction_more_than_random_tokens(traine
 
 
 def test_explanation_covers_the_tokens_and_marks_sentiment_words(trained_dir):
-    predictor = Predictor.from_artifacts(trained_dir)
+    predictor = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
     text = "the plot is wonderful and the cast brilliant"
-    result = explain(predictor, text)
+    result = predictor.explain_details(text)
     assert result["label"] == "positive"
     assert [t["token"] for t in result["explanation"]] == [text[t["start"]:t["end"]] for t in result["explanation"]]
     top = max(result["explanation"], key=lambda t: t["score"])

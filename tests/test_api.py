@@ -1,0 +1,190 @@
+"""The Python API (SentimentClassifier) on both backends, the ONNX export, the model card and distillation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import TINY_MODEL_ARGS
+from sentiment_gru import SentimentClassifier
+from sentiment_gru.cli import export_main, predict_main, train_main
+from sentiment_gru.errors import ArtifactsError, ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXTS = ["the film is wonderful and moving", "a dull, clumsy and tedious script", "superb", "boring " * 400]
+
+
+@pytest.fixture(scope="module")
+def exported_dir(trained_dir, tmp_path_factory) -> Path:
+    """A copy of the trained model folder with model.onnx written by the export command."""
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(trained_dir, folder)
+    assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
+    return folder
+
+
+def test_results_have_the_pipeline_shape(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    one = clf("the film is wonderful")
+    assert isinstance(one, list) and len(one) == 1 and set(one[0]) == {"label", "score"} and one[0]["label"] == "positive"
+    many = clf(["the film is wonderful", "a dull script"])
+    assert [r["label"] for r in many] == ["positive", "negative"] and all(isinstance(r, dict) for r in many)
+    every = clf("a dull script", top_k=None)
+    assert [r["label"] for r in every] == ["negative", "positive"] and every[0]["score"] >= every[1]["score"]
+    assert sum(r["score"] for r in every) == pytest.approx(1.0)
+    nested = clf(["great", "awful"], top_k=2)
+    assert len(nested) == 2 and all(len(r) == 2 for r in nested)
+    assert clf("") == [{"label": None, "score": None, "error": "empty text"}]
+    with pytest.raises(ConfigError, match="top_k must be a positive int or None. Got 0"):
+        clf("fine", top_k=0)
+
+
+def test_predict_proba_and_explain(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    probabilities = clf.predict_proba(TEXTS + ["  "])
+    assert probabilities.shape == (5, 2) and isinstance(probabilities, np.ndarray)
+    np.testing.assert_allclose(probabilities[:4].sum(axis=1), 1.0, atol=1e-9)
+    assert np.isnan(probabilities[4]).all()
+    assert clf.label_names == ["negative", "positive"] and probabilities[0, 1] > 0.5
+    pairs = clf.explain("a dull and tedious story")
+    assert [token for token, _ in pairs] == ["a", "dull", "and", "tedious", "story"]
+    assert all(isinstance(score, float) for _, score in pairs)
+    assert max(pairs, key=lambda p: p[1])[0] in ("dull", "tedious")
+    assert clf.explain("") == []
+
+
+def test_onnx_backend_matches_torch_and_is_chosen_by_default(exported_dir):
+    manifest = json.loads((exported_dir / "MANIFEST.json").read_text())
+    assert "model.onnx" in manifest["files"] and "README.md" in manifest["files"]
+    torch_clf = SentimentClassifier.from_pretrained(exported_dir, backend="torch")
+    onnx_clf = SentimentClassifier.from_pretrained(exported_dir)
+    assert onnx_clf.backend_name == "onnx" and torch_clf.backend_name == "torch"
+    np.testing.assert_allclose(onnx_clf.predict_proba(TEXTS), torch_clf.predict_proba(TEXTS), rtol=0, atol=1e-5)
+    alone = onnx_clf.predict_proba(["superb"])
+    batched = onnx_clf.predict_proba(["superb", "boring " * 400, "a long and tedious and dull story " * 20])
+    np.testing.assert_allclose(alone[0], batched[0], rtol=0, atol=1e-6)
+    for (t1, s1), (t2, s2) in zip(onnx_clf.explain(TEXTS[1]), torch_clf.explain(TEXTS[1])):
+        assert t1 == t2 and s1 == pytest.approx(s2, abs=1e-5)
+
+
+def test_the_onnx_path_imports_neither_torch_nor_the_training_libraries(exported_dir):
+    code = (
+        "import runpy, sys\n"
+        "script, model = sys.argv[1:]\n"
+        "sys.argv = [script, '--artifacts', model, '--backend', 'onnx', '--explain', 'a wonderful film']\n"
+        "try:\n    runpy.run_path(script, run_name='__main__')\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(sorted(m for m in ('torch', 'datasets', 'sklearn', 'matplotlib', 'pandas', 'scipy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT / "scripts" / "predict.py"), str(exported_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("positive\t") and lines[-1] == "[]"
+
+
+def test_save_pretrained_writes_a_folder_that_loads_the_same(exported_dir, tmp_path):
+    clf = SentimentClassifier.from_pretrained(exported_dir)
+    clf.save_pretrained(tmp_path / "copy")
+    again = SentimentClassifier.from_pretrained(tmp_path / "copy")
+    assert again.backend_name == "onnx"
+    np.testing.assert_array_equal(again.predict_proba(TEXTS), clf.predict_proba(TEXTS))
+    assert (tmp_path / "copy" / "README.md").read_text() == (exported_dir / "README.md").read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactsError, match="holds other files"):
+        clf.save_pretrained(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_hub_id_that_cannot_be_reached_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArtifactsError, match=r"the Hugging Face hub model 'someone/no-such-model' could not be downloaded .*"
+                                             r"pass a local model folder"):
+        SentimentClassifier.from_pretrained("someone/no-such-model")
+
+
+def test_backend_errors_are_one_line_with_the_fix(trained_dir, exported_dir, tmp_path, capsys):
+    assert predict_main(["--artifacts", str(trained_dir), "--backend", "onnx", "fine"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no model.onnx. Write it with: " in err and "--backend torch" in err
+    with pytest.raises(ConfigError, match="--backend must be one of auto, torch, onnx. Got 'tf'"):
+        SentimentClassifier.from_pretrained(trained_dir, backend="tf")
+    broken = tmp_path / "broken"
+    shutil.copytree(exported_dir, broken)
+    with open(broken / "model.onnx", "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"\x00\x01")
+    with pytest.raises(ArtifactsError, match=r"model\.onnx: checksum does not match MANIFEST\.json"):
+        SentimentClassifier.from_pretrained(broken)
+    assert export_main(["--artifacts", str(tmp_path / "nothing")]) == 2
+    assert "No trained model in" in capsys.readouterr().err
+
+
+def test_model_card_loads_with_huggingface_hub_and_matches_the_metrics(trained_dir):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(trained_dir / "README.md")
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    data = card.data
+    assert data.library_name == "sentiment-gru" and data.pipeline_tag == "text-classification" and data.license == "mit"
+    results = {r.metric_type: r for r in data.eval_results}
+    assert results["accuracy"].metric_value == round(metrics["accuracy"], 4)
+    assert results["f1"].metric_value == round(metrics["macro_f1"], 4) and results["f1"].dataset_split == "test"
+    assert results["accuracy"].dataset_name == "train.csv"
+    text = card.text
+    for heading in ("## Training", "## Results", "## Calibration", "## Limits", "## How to use"):
+        assert heading in text
+    assert f"{metrics['baseline']['accuracy']:.4f}" in text and "texts are cut at" in text
+
+
+@pytest.mark.network
+def test_model_card_passes_the_hubs_validation(trained_dir):
+    from huggingface_hub import ModelCard
+
+    ModelCard.load(trained_dir / "README.md").validate()
+
+
+def test_distillation_ships_one_network_and_reports_the_ensemble(tiny_files, tmp_path):
+    out = tmp_path / "student"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
+        "--output-dir", str(out), "--ensemble", "2", "--distill", "--student-hidden-size", "8", "--distill-epochs", "2"]
+    assert train_main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["ensemble_size"] == 1 and config["model"]["hidden_size"] == 8
+    assert config["distillation"] == {"teacher_members": 2, "loss": "logit matching", "weight": 0.9, "copies": 2}
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert not any(key.startswith("members.") for key in weights.keys())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ensemble"]["members"] == 2 and 0.0 <= metrics["ensemble"]["accuracy"] <= 1.0
+    assert "Ensemble of 2 this model was distilled from" in (out / "report.md").read_text()
+    history = json.loads((out / "history.json").read_text())
+    assert [r["role"] for r in history["epochs"] if "role" in r] == ["student", "student"]
+    assert history["epochs"][-1]["member"] == 2
+    with pytest.raises(ConfigError, match="--distill trains a student on an ensemble's probabilities: add --ensemble N"):
+        from sentiment_gru.config import DataConfig, build_run_config
+
+        build_run_config(DataConfig(), train={"distill": True})
+
+
+def test_the_default_backend_without_onnxruntime_is_torch(exported_dir):
+    """A folder with model.onnx still loads where onnxruntime is missing: auto falls back to torch."""
+    code = ("import sys\nsys.modules['onnxruntime'] = None\nimport importlib.util\n"
+            "importlib.util.find_spec = (lambda find: lambda name, *a: None if name == 'onnxruntime' else find(name, *a))"
+            "(importlib.util.find_spec)\n"
+            "from sentiment_gru import SentimentClassifier\n"
+            f"print(SentimentClassifier.from_pretrained({str(exported_dir)!r}).backend_name)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "torch"
