@@ -165,7 +165,8 @@ class Batch:
     ids: torch.Tensor  # [batch, max_len] token ids, padded
     lengths: torch.Tensor  # [batch] int64, on the CPU
     labels: torch.Tensor  # [batch] class ids
-    rows: np.ndarray | None  # [batch] the texts' rows in the split; None for a stream
+    rows: np.ndarray | None  # [batch] the texts' rows in the split; None for a stream or a made-up variant
+    teacher: torch.Tensor | None = None  # distilling: [batch, classes] the teacher's log-probabilities for these texts
 
 
 class HeldBatches:

@@ -18,6 +18,7 @@ GRU_IMPLS = ("auto", "packed", "fast")
 TOKENIZER_KINDS = ("bpe", "wordpiece")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "torch", "onnx")  # what runs a trained model: see sentiment_gru.predict
 
 # Upper bounds that keep a run within memory on a laptop; raise them knowingly.
 MAX_VOCAB_SIZE = 1_000_000
@@ -81,11 +82,17 @@ class TokenizerConfig:
     lowercase: bool = option(True, "fold case before splitting", cli=False)
     min_frequency: int = option(2, "a merge or word piece must be seen this often to enter the vocabulary", low=1, cli=False)
     max_length: int = option(256, "tokens kept per text", low=1, high=MAX_SEQUENCE_LENGTH)
+    tail_tokens: int = option(0, "of a text longer than --max-length, tokens kept from its end (the rest from its start; "
+                                 "0: its start only)", low=0, high=MAX_SEQUENCE_LENGTH)
+    strip_html: bool = option(False, "replace HTML tags such as <br /> with a space (done by the tokenizer, so prediction does it too)")
     lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
                                   "(sentiment_gru.lexicon; on in the snippets and treebank presets)")
 
     def __post_init__(self) -> None:
         _validate(self)
+        if self.tail_tokens > self.max_length:
+            raise ConfigError(f"The 'tail_tokens' parameter of TokenizerConfig must be at most max_length ({self.max_length}). "
+                              f"Got {self.tail_tokens} instead.")
 
 
 @dataclass
@@ -138,6 +145,16 @@ class TrainConfig:
     num_proc: int = option(1, "processes that tokenize the data (datasets.map)", low=1, high=256)
     precision: str = option("auto", "fp32, or bf16 mixed precision (autocast; the GRU recurrence stays fp32 on the CPU); "
                                     "auto: bf16 on GPUs that support it, fp32 on the CPU", choices=PRECISIONS)
+    distill: bool = option(False, "after the ensemble, train one student network to match its outputs and ship the student "
+                                  "instead (knowledge distillation; needs --ensemble 2 or more)")
+    distill_weight: float = option(0.9, "with --distill: weight of matching the ensemble's logits in the student's loss; the rest "
+                                        "is cross-entropy on the true labels", low=0.0, high=1.0)
+    distill_copies: int = option(2, "with --distill: made-up variants of each training batch per epoch that the ensemble "
+                                    "labels for the student (tokens masked, or a short n-gram kept)", low=0, high=16)
+    distill_epochs: int = option(0, "with --distill: most epochs of the student (0: as --epochs)", low=0, high=10_000)
+    student_hidden_size: int = option(0, "with --distill: the student's GRU state per direction (0: as the members')", low=0, high=4096)
+    student_embedding_dim: int = option(0, "with --distill: the student's token vector width (0: as the members')", low=0, high=4096)
+    student_num_layers: int = option(0, "with --distill: the student's GRU layers (0: as the members')", low=0, high=16)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -225,4 +242,13 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
         name: from_dict(cls, {**chosen.get(name, {}), **sections.get(name, {})})
         for name, cls in (("tokenizer", TokenizerConfig), ("model", ModelConfig), ("train", TrainConfig))
     }
+    if built["train"].distill and (built["model"].ensemble_size < 2 or data.streaming):
+        if "distill" not in sections.get("train", {}):  # the preset's: it applies to its ensemble only
+            built["train"] = dataclasses.replace(built["train"], distill=False)
+        elif data.streaming:
+            raise ConfigError("--distill needs the train split held in memory to label it with the ensemble: "
+                              "drop --streaming or --distill.")
+        else:
+            raise ConfigError("--distill trains a student on an ensemble's probabilities: add --ensemble N (N >= 2), "
+                              "or drop --distill.")
     return RunConfig(data=data, preset=preset, **built)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import random
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import HeldBatches, StreamBatches, TokenIds, batched_logits
+from .batching import Batch, HeldBatches, StreamBatches, TokenIds, batched_logits, collate
 from .checkpoint import STATE_FILE, Checkpoints, random_state, rng_states, set_random_state, set_rng_states
 from .config import ModelConfig, RunConfig, TrainConfig
 from .data import LoadedData
@@ -24,9 +25,11 @@ from .errors import TrainingError
 from .lexicon import Lexicon, lexicon_table, load_lexicon
 from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
-from .tokenization import PAD_ID, encode, encode_dataset, train_tokenizer
+from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, train_tokenizer
 
 log = logging.getLogger(__name__)
+
+PROGRESS_LINE_SECONDS = 60  # without a terminal for the progress bar, a plain progress line this often
 
 
 def set_seed(seed: int) -> None:
@@ -38,7 +41,7 @@ def set_seed(seed: int) -> None:
 
 @dataclass
 class TrainResult:
-    model: nn.Module  # GRUClassifier or EnsembleClassifier, in eval mode
+    model: nn.Module  # the model to ship, in eval mode: a GRUClassifier, an EnsembleClassifier, or a distilled student
     tokenizer: Any
     model_config: ModelConfig
     history: list[dict[str, float]] = field(default_factory=list)
@@ -47,6 +50,7 @@ class TrainResult:
     device: str = "cpu"
     precision: str = "fp32"  # what training ran in: fp32 or bf16 (autocast)
     encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
+    teacher: nn.Module | None = None  # with distillation: the ensemble the student learned from
 
 
 def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -75,7 +79,7 @@ def warmup_linear(total_steps: int, warmup_fraction: float):
 class Loop:
     """What every classifier's training loop shares within one run."""
 
-    batches: HeldBatches | StreamBatches  # this rank's training batches, epoch after epoch
+    batches: HeldBatches | StreamBatches | DistilledBatches  # this rank's training batches, epoch after epoch
     val_ids: TokenIds
     val_labels: np.ndarray  # [n] class ids
     tcfg: TrainConfig
@@ -103,7 +107,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
 
     tokenizer = _tokenizer(config, data, dist, resumed)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
-        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc)) for split, ds in data.held_splits().items()}
+        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc, config.tokenizer.tail_tokens))
+                   for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
     model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
     model.to(device)
@@ -114,52 +119,149 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         f" in each of {len(classifiers)} ensemble members" if len(classifiers) > 1 else "", model_config.vocab_size, device,
         model_config.gru_impl, resolve_precision(tcfg.precision, device),
     )
-    loop = Loop(batches=_training_batches(data, encoded, labels, tokenizer, tcfg, dist), val_ids=encoded["validation"],
+    loop = Loop(batches=_training_batches(data, encoded, labels, tokenizer, config, dist), val_ids=encoded["validation"],
                 val_labels=labels["validation"], tcfg=tcfg, device=device, dist=dist, progress=progress if dist.is_main else False,
                 checkpoints=checkpoints)
+
+    student_config, student = _student(tcfg, model_config, classifiers[0]) if tcfg.distill else (None, None)
+    if student is not None:
+        student.to(device)
+    stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
 
     history: list[dict[str, float]] = []
     best_epochs = []
     first = 0
     if resumed is not None:
         first, history, best_epochs = resumed["member"], resumed["history"], resumed["best_epochs"]
-        for member, state in zip(classifiers, resumed["finished"]):
+        for member, state in zip(stages, resumed["finished"]):
             member.load_state_dict(state)
         log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed["fit"]["epoch"])
-    for k, member in enumerate(classifiers[first:], start=first):
+    for k, member in enumerate(stages[first:], start=first):
         seed = tcfg.seed + k
         set_seed(seed)
         if dist.enabled:
             torch.manual_seed(seed + 100_003 * dist.rank)  # each rank its own dropout masks; rank 0 keeps a single run's
-        if len(classifiers) > 1:
+        stage_loop = loop
+        if member is student:
+            model.eval()
+            stage_loop = dataclasses.replace(loop, tcfg=dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs),
+                                             batches=DistilledBatches(loop.batches, model, encoded["train"], device,
+                                                                      copies=tcfg.distill_copies, seed=seed))
+            log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch)",
+                     seed, len(classifiers), tcfg.distill_weight, tcfg.distill_copies)
+        elif len(classifiers) > 1:
             log.info("ensemble member %d/%d (seed %d)", k + 1, len(classifiers), seed)
         save = None
         if checkpoints is not None and dist.is_main:
             def save(fit_state: dict, k: int = k) -> None:
-                run_state = {"member": k, "finished": [m.state_dict() for m in classifiers[:k]], "history": history,
+                run_state = {"member": k, "finished": [m.state_dict() for m in stages[:k]], "history": history,
                              "best_epochs": best_epochs}
                 checkpoints.save({**run_state, "tokenizer": tokenizer.to_str(), "fit": fit_state}, tokenizer)
         try:
-            member_history, best_epoch = _fit(member, loop, seed, save=save,
+            member_history, best_epoch = _fit(member, stage_loop, seed, save=save,
                                               resume=resumed["fit"] if resumed is not None and k == first else None)
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"Out of {device.type.upper()} memory with --batch-size {tcfg.batch_size} and --max-length {config.tokenizer.max_length}: "
                 "lower one of them (or use --device cpu)."
             ) from None
-        history += [{"member": k, **row} if len(classifiers) > 1 else row for row in member_history]
+        role = {"role": "student"} if member is student else {}
+        history += [{"member": k, **role, **row} if len(stages) > 1 else row for row in member_history]
         best_epochs.append(best_epoch)
     model.eval()
     if len(classifiers) > 1 and dist.is_main:
         val_logits = batched_logits(model, loop.val_ids, batch_size=256, device=device)
         acc, f1 = accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), len(data.label_names))
         log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(classifiers), acc, f1)
+    shipped, shipped_config = (student.eval(), student_config) if student is not None else (model, model_config)
     return TrainResult(
-        model=model, tokenizer=tokenizer, model_config=model_config, history=history,
+        model=shipped, tokenizer=tokenizer, model_config=shipped_config, history=history,
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
         train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
-        encoded=encoded,
+        encoded=encoded, teacher=model if student is not None else None,
     )
+
+
+def _student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier) -> tuple[ModelConfig, GRUClassifier]:
+    """The untrained student: the members' configuration with the student sizes given, sharing their lexicon tables."""
+    sizes = {name: value for name, value in (("hidden_size", tcfg.student_hidden_size), ("embedding_dim", tcfg.student_embedding_dim),
+                                              ("num_layers", tcfg.student_num_layers)) if value}
+    config = dataclasses.replace(model_config, ensemble_size=1, **sizes)
+    lexicon = (member.lexicon_ids, member.lexicon_offsets) if config.lexicon_categories else None
+    return config, build_model(config, lexicon=lexicon, token_rows=member.token_rows if config.embedding_rows else None)
+
+
+class DistilledBatches:
+    """Training batches with the teacher's log-probabilities attached, and `copies` made-up variants of each batch
+    that the teacher labels as they are made (Tang et al. 2019, "Distilling task-specific knowledge from BERT into
+    simple neural networks"): with probability `ngram_p` a text is cut to a random window of 1 to 5 tokens;
+    otherwise each token is replaced by [UNK] with probability `mask_p` and, with the lexicon, by a word of one
+    of its categories (a near-synonym) with probability `swap_p`. The variants of a batch depend only on the
+    epoch and the batch's place in it, so a resumed epoch makes them again exactly.
+    """
+
+    def __init__(self, batches: HeldBatches, teacher: nn.Module, train_ids: TokenIds, device: torch.device, copies: int = 0,
+                 mask_p: float = 0.1, swap_p: float = 0.1, ngram_p: float = 0.25, seed: int = 0):
+        self.batches, self.teacher, self.device = batches, teacher, device
+        self.copies, self.mask_p, self.swap_p, self.ngram_p, self.seed = copies, mask_p, swap_p, ngram_p, seed
+        self.targets = batched_logits(teacher, train_ids, batch_size=256, device=device)  # [train rows, classes]
+        self.steps = batches.steps * (1 + copies)
+        self.swaps = _category_words(members(teacher)[0]) if copies and swap_p > 0 else None
+
+    def epoch(self, number: int, rng: random.Random, skip: int = 0):
+        step = 0
+        for index, batch in enumerate(self.batches.epoch(number, rng)):
+            variants = [batch] + [self._variant(batch, number, index, k) for k in range(self.copies)]
+            for variant in variants:
+                if step >= skip:
+                    if variant.teacher is None:
+                        variant.teacher = self.targets[torch.from_numpy(variant.rows)]
+                    yield variant
+                step += 1
+
+    @torch.no_grad()
+    def _variant(self, batch: Batch, epoch: int, index: int, copy: int) -> Batch:
+        """A made-up variant of `batch`, labelled by the teacher."""
+        rng = np.random.default_rng((self.seed, epoch, index, copy))
+        sequences = []
+        for row, length in zip(batch.ids.numpy(), batch.lengths.tolist()):
+            ids = row[:length].copy()
+            if rng.random() < self.ngram_p:
+                n = min(length, int(rng.integers(1, 6)))
+                start = int(rng.integers(0, length - n + 1))
+                ids = ids[start:start + n]
+            else:
+                if self.swaps is not None:
+                    for i in np.flatnonzero(rng.random(length) < self.swap_p):
+                        ids[i] = self.swaps(int(ids[i]), rng)
+                ids[rng.random(length) < self.mask_p] = UNK_ID
+            sequences.append(ids.tolist())
+        ids, lengths = collate(sequences, PAD_ID)
+        self.teacher.eval()
+        teacher = self.teacher(ids.to(self.device), lengths).float().cpu()
+        return Batch(ids, lengths, batch.labels, None, teacher=teacher)
+
+
+def _category_words(member: GRUClassifier):
+    """With the lexicon, `swap(token, rng)`: a random token sharing one of `token`'s categories (itself when it has
+    none), the smaller (more specific) categories much likelier; None without the lexicon."""
+    if not member.config.lexicon_categories:
+        return None
+    ids, offsets = member.lexicon_ids.cpu().numpy(), member.lexicon_offsets.cpu().numpy()
+    owners = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))  # the token of each (token, category) entry
+    order = np.argsort(ids, kind="stable")
+    sizes = np.bincount(ids, minlength=member.config.lexicon_categories)
+    members_of = np.split(owners[order], np.cumsum(sizes)[:-1])
+
+    def swap(token: int, rng: np.random.Generator) -> int:
+        own = ids[offsets[token]:offsets[token + 1]]
+        if not len(own):
+            return token
+        weights = 1.0 / sizes[own].astype(np.float64) ** 2
+        words = members_of[int(rng.choice(own, p=weights / weights.sum()))]
+        return int(words[rng.integers(len(words))])
+
+    return swap
 
 
 def _tokenizer(config: RunConfig, data: LoadedData, dist: Dist, resumed: dict | None):
@@ -190,14 +292,15 @@ def _model(config: RunConfig, num_classes: int, tokenizer, lexicon: Lexicon | No
     return model_config, build_model(model_config, lexicon=table, token_rows=token_rows)
 
 
-def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: dict[str, np.ndarray], tokenizer, tcfg: TrainConfig,
+def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: dict[str, np.ndarray], tokenizer, config: RunConfig,
                       dist: Dist) -> HeldBatches | StreamBatches:
     """This rank's batches of the train split: from its token ids, or tokenized from the stream as it is read."""
+    tcfg = config.train
     shape = {"batch_size": tcfg.batch_size, "bucket_size": tcfg.bucket_size, "rank": dist.rank, "world_size": dist.world_size,
              "pad_id": PAD_ID}
     if data.streamed:
         stream = data.splits["train"]
-        return StreamBatches(stream.epoch, len(stream), lambda texts: encode(tokenizer, texts), **shape)
+        return StreamBatches(stream.epoch, len(stream), lambda texts: encode(tokenizer, texts, config.tokenizer.tail_tokens), **shape)
     return HeldBatches(encoded["train"], labels["train"], **shape)
 
 
@@ -278,11 +381,14 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
         epoch_start = time.perf_counter()
         set_random_state(rng, epoch_rng)
         bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", loop.progress)
+        last_line, first_step = epoch_start, step
         for batch in loop.batches.epoch(epoch, rng, step):
             target, lengths = batch.labels, batch.lengths
             with autocast(precision, device):
                 logits = net(batch.ids.to(device, non_blocking=True), lengths)
             loss = loss_fn(logits.float(), target.to(device))
+            if batch.teacher is not None:  # made-up variants (no rows) learn from the teacher alone
+                loss = _distillation_loss(loss if batch.rows is not None else None, logits.float(), batch.teacher.to(device), tcfg)
             value = loss.item()
             # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
             stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *_stop_flags(checkpoints)], device)
@@ -302,6 +408,12 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{totals[0] / totals[1]:.4f}", tok_s=f"{totals[2] / (time.perf_counter() - epoch_start):,.0f}")
+                if bar.disable and time.perf_counter() - last_line >= PROGRESS_LINE_SECONDS:  # no terminal: a plain line instead
+                    last_line = time.perf_counter()
+                    elapsed = last_line - epoch_start
+                    log.info("epoch %d/%d: batch %d/%d  train loss %.4f  %s tok/s  about %.0f s left in the epoch", epoch + 1,
+                             tcfg.epochs, step, steps_per_epoch, totals[0] / totals[1], f"{totals[2] / elapsed:,.0f}",
+                             elapsed / (step - first_step) * (steps_per_epoch - step))
             signum = _agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
             if signum is not None:
                 checkpoint(f"after step {step} of epoch {epoch + 1}", signum)
@@ -340,6 +452,19 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
         checkpoint(f"at the end of epoch {epoch}", signum)
     model.load_state_dict(best_state)
     return history, best["epoch"]
+
+
+def _distillation_loss(hard: torch.Tensor | None, logits: torch.Tensor, teacher: torch.Tensor, tcfg: TrainConfig) -> torch.Tensor:
+    """The student's loss: the squared error between its logits and the teacher's log-probabilities, both centred
+    (logit matching, the high-temperature limit of distillation: Hinton et al. 2015; Ba & Caruana 2014), mixed with
+    `hard`, the loss on the true labels (None: the matching alone).
+
+    logits: [batch, classes] the student's; teacher: [batch, classes] the ensemble's log-probabilities. For two
+    classes the matching term is the squared error of the two logit gaps.
+    """
+    gap = (logits - logits.mean(-1, keepdim=True)) - (teacher - teacher.mean(-1, keepdim=True))
+    soft = 2 * gap.pow(2).sum(-1).mean()
+    return soft if hard is None else tcfg.distill_weight * soft + (1 - tcfg.distill_weight) * hard
 
 
 def _diverged(what: str, step: int, epoch: int, tcfg, checkpoints: Checkpoints | None) -> TrainingError:

@@ -1,0 +1,69 @@
+"""Text preparation for long reviews: HTML tags stripped in the tokenizer, and head + tail truncation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import TINY_MODEL_ARGS, make_rows
+from sentiment_gru import SentimentClassifier
+from sentiment_gru.cli import train_main
+from sentiment_gru.config import TokenizerConfig
+from sentiment_gru.errors import ConfigError
+from sentiment_gru.tokenization import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, train_tokenizer
+
+TEXTS = [r["text"] for r in make_rows(200, seed=4)] + ["good bad " * 50]
+
+
+def tokenizer(**options):
+    return train_tokenizer(TEXTS, TokenizerConfig(vocab_size=300, **options))
+
+
+def test_head_and_tail_keep_the_start_and_the_end_with_their_offsets():
+    tok = tokenizer(max_length=40, tail_tokens=10)
+    text = " ".join(["good"] * 300 + ["bad"] * 300)
+    (ids, offsets), = encode_with_offsets(tok, [text], tail_tokens=10)
+    assert len(ids) == 40
+    assert [text[a:b] for a, b in offsets] == ["good"] * 30 + ["bad"] * 10
+    assert encode(tok, [text], tail_tokens=10) == [ids]
+    assert encode(tok, [text]) == [encode(tok, ["good " * 40])[0]], "without tail_tokens: the start only"
+    short = "good bad good"
+    assert encode(tok, [short], tail_tokens=10) == encode(tok, [short]), "short texts are read whole either way"
+
+
+def test_a_megabyte_text_is_read_from_both_ends_only():
+    tok = tokenizer(max_length=40, tail_tokens=10)
+    text = "good " * 200_000 + "bad " * 200_000
+    (ids, offsets), = encode_with_offsets(tok, [text], tail_tokens=10)
+    assert [text[a:b] for a, b in offsets] == ["good"] * 30 + ["bad"] * 10
+    assert offsets[-1][1] == len(text) - 1 and len(text) > 40 * CHARS_PER_TOKEN_BOUND
+
+
+def test_html_tags_are_stripped_by_the_tokenizer_itself():
+    tok = tokenizer(strip_html=True)
+    assert tok.encode("a good film<br /><br />a bad end").tokens == tok.encode("a good film a bad end").tokens
+    assert tok.normalizer.normalize_str("<i>Good</i> film<BR/>I <3 it") == " good  film i <3 it", "tags go, a heart stays"
+    plain = tokenizer()
+    assert plain.encode("film<br />end").tokens != plain.encode("film end").tokens
+
+
+def test_tail_tokens_cannot_exceed_the_maximum():
+    with pytest.raises(ConfigError, match=r"'tail_tokens' parameter of TokenizerConfig must be at most max_length \(20\)\. Got 30"):
+        TokenizerConfig(max_length=20, tail_tokens=30)
+
+
+def test_a_model_trained_with_tail_tokens_predicts_with_them(tiny_files, tmp_path):
+    out = tmp_path / "model"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
+        "--output-dir", str(out), "--max-length", "16", "--tail-tokens", "6", "--strip-html"]
+    assert train_main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"]["tail_tokens"] == 6 and config["tokenizer"]["strip_html"] is True
+    clf = SentimentClassifier.from_pretrained(out, backend="torch")
+    assert clf.tail_tokens == 6
+    text = "the film is quite the story " * 20 + "and it is wonderful"
+    ids = clf.encode([text])[0]
+    assert len(ids) == 16 and ids[-6:] == clf.encode(["and it is wonderful"])[0][-6:]
+    explained = clf.explain_details(text)["explanation"]
+    assert [e["token"] for e in explained][-2:] == ["is", "wonderful"]
