@@ -1,9 +1,11 @@
 """Measure predict's start-up against `python -c "import torch, tokenizers"`, in one run.
 
-    $ python scripts/measure_startup.py --artifacts artifacts --repeats 7
+    $ python scripts/measure_startup.py --artifacts artifacts --repeats 7                  # the default backend
+    $ python scripts/measure_startup.py --artifacts artifacts --backend onnx torch --repeats 7
 
-Runs both commands alternately, reports the median wall time of each and their ratio
-(the target: predict at most 1.25 times the bare imports).
+Runs the reference and `predict.py --backend B` for each backend given, alternately, and reports the
+median wall time of each and its ratio to the reference (targets: the onnx backend at most 0.35 times
+the bare torch imports, the torch backend at most 1.25 times).
 """
 
 import argparse
@@ -27,18 +29,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", default="artifacts")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--backend", nargs="+", default=["auto"], choices=["auto", "torch", "onnx"], help="predict backends to time")
     parser.add_argument("--output", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    reference = [sys.executable, "-c", "import torch, tokenizers"]
-    predict = [sys.executable, str(ROOT / "scripts" / "predict.py"), "--artifacts", args.artifacts, "what a wonderful film"]
-    wall(reference), wall(predict)  # warm the file cache
-    times = {"imports": [], "predict": []}
+    commands = {"imports": [sys.executable, "-c", "import torch, tokenizers"]}
+    for backend in args.backend:
+        commands[f"predict --backend {backend}"] = [sys.executable, str(ROOT / "scripts" / "predict.py"), "--artifacts", args.artifacts,
+                                                    "--backend", backend, "what a wonderful film"]
+    for command in commands.values():
+        wall(command)  # warm the file cache
+    times = {name: [] for name in commands}
     for _ in range(args.repeats):
-        times["imports"].append(wall(reference))
-        times["predict"].append(wall(predict))
+        for name, command in commands.items():
+            times[name].append(wall(command))
     result = {k: statistics.median(v) for k, v in times.items()}
-    result["ratio"] = result["predict"] / result["imports"]
-    print(f"import torch, tokenizers: {result['imports']:.3f}s  predict: {result['predict']:.3f}s  ratio {result['ratio']:.2f} (median of {args.repeats})")
+    print(f"import torch, tokenizers: {result['imports']:.3f}s (median of {args.repeats})")
+    for name in list(commands)[1:]:
+        result[f"{name} ratio"] = result[name] / result["imports"]
+        print(f"{name}: {result[name]:.3f}s  ratio {result[name + ' ratio']:.2f}")
     if args.output:
         Path(args.output).write_text(json.dumps({**result, "repeats": args.repeats, "samples": times}, indent=2) + "\n")
     return 0
