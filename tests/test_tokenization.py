@@ -63,7 +63,7 @@ def test_a_model_trained_with_tail_tokens_predicts_with_them(tiny_files, tmp_pat
     clf = SentimentClassifier.from_pretrained(out, backend="torch")
     assert clf.tail_tokens == 6
     text = "the film is quite the story " * 20 + "and it is wonderful"
-    ids = clf.encode([text])[0]
-    assert len(ids) == 16 and ids[-6:] == clf.encode(["and it is wonderful"])[0][-6:]
+    ids, end = clf.encode([text])[0], clf.encode(["and it is wonderful"])[0]
+    assert len(ids) == 16 and len(end) < 6 and ids[-len(end):] == end
     explained = clf.explain_details(text)["explanation"]
     assert [e["token"] for e in explained][-2:] == ["is", "wonderful"]
