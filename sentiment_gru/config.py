@@ -57,7 +57,7 @@ def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -
         raise ConfigError(f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead.")
 
 
-def _validate(config: Any) -> None:
+def validate_options(config: Any) -> None:
     """Check every field against the bounds or choices its `option()` declares."""
     owner = type(config).__name__
     for f in dataclasses.fields(config):
@@ -89,7 +89,7 @@ class TokenizerConfig:
                                   "(sentiment_gru.lexicon; on in the snippets and treebank presets)")
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_options(self)
         if self.tail_tokens > self.max_length:
             raise ConfigError(f"The 'tail_tokens' parameter of TokenizerConfig must be at most max_length ({self.max_length}). "
                               f"Got {self.tail_tokens} instead.")
@@ -118,7 +118,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.pooling = tuple(self.pooling)
-        _validate(self)
+        validate_options(self)
         if not self.pooling or any(p not in POOLING_CHOICES for p in self.pooling) or len(set(self.pooling)) != len(self.pooling):
             raise ConfigError(
                 f"The 'pooling' parameter of ModelConfig must be distinct names from {', '.join(POOLING_CHOICES)}. "
@@ -157,7 +157,7 @@ class TrainConfig:
     student_num_layers: int = option(0, "with --distill: the student's GRU layers (0: as the members')", low=0, high=16)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_options(self)
 
 
 @dataclass
@@ -181,7 +181,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.label_names is not None:
             self.label_names = tuple(self.label_names)
-        _validate(self)
+        validate_options(self)
         if self.dataset is not None and any(f is not None for f in (self.train_file, self.validation_file, self.test_file)):
             raise ConfigError("Give either --dataset or --train-file/--validation-file/--test-file, not both.")
         if self.streaming and self.dataset is None and self.train_file is None:

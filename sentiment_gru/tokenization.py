@@ -73,7 +73,7 @@ def encode(tokenizer: Tokenizer, texts: list[str], tail_tokens: int = 0) -> list
     if not tail_tokens:
         truncation = tokenizer.truncation
         limit = truncation["max_length"] * CHARS_PER_TOKEN_BOUND if truncation else None
-        clipped = [_valid_unicode(t[:limit] if limit else t) for t in texts]
+        clipped = [valid_unicode(t[:limit] if limit else t) for t in texts]
         return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(clipped)]
     return [ids or [UNK_ID] for ids, _ in encode_with_offsets(tokenizer, texts, tail_tokens)]
 
@@ -82,12 +82,12 @@ def encode_with_offsets(tokenizer: Tokenizer, texts: list[str], tail_tokens: int
     """As `encode`, with each kept token's (start, end) character offsets in its text; a text with no tokens gets no ids."""
     truncation = tokenizer.truncation
     if not truncation:
-        return [(enc.ids, enc.offsets) for enc in tokenizer.encode_batch([_valid_unicode(t) for t in texts])]
+        return [(enc.ids, enc.offsets) for enc in tokenizer.encode_batch([valid_unicode(t) for t in texts])]
     length = truncation["max_length"]
     head = length - min(tail_tokens, length)
     clipped, joins = [], []
     for text in texts:
-        text = _valid_unicode(text)
+        text = valid_unicode(text)
         if len(text) <= length * CHARS_PER_TOKEN_BOUND:
             clipped.append(text)
             joins.append(None)
@@ -146,7 +146,7 @@ def _encode_batch(texts: list[str], tokenizer_json: str, tail_tokens: int) -> di
     return {"ids": encode(_TOKENIZERS[key], texts, tail_tokens)}
 
 
-def _valid_unicode(text: str) -> str:
+def valid_unicode(text: str) -> str:
     """`text`, with lone surrogates (which UTF-8 cannot hold, e.g. from JSON's "\\ud800") replaced by U+FFFD."""
     try:
         text.encode("utf-8")

@@ -182,3 +182,13 @@ def test_output_dir_with_other_files_is_refused(tmp_path, tiny_files, capsys):
 @pytest.mark.network
 def test_hub_dataset_by_name(tmp_path):
     assert train_script.main(["--dataset", "rotten_tomatoes", "--epochs", "1", "--output-dir", str(tmp_path / "rt"), "--quiet"]) == 0
+
+
+def test_one_command_dispatches_to_each(trained_dir, capsys):
+    from sentiment_gru.cli import main
+
+    assert main(["predict", "--artifacts", str(trained_dir), "a wonderful film"]) == 0
+    assert capsys.readouterr().out.startswith("positive\t")
+    assert main(["--help"]) == 0 and "serve" in capsys.readouterr().out
+    assert main(["fit"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown command 'fit'; choose one of train, evaluate, predict, compare, export, serve."

@@ -18,7 +18,7 @@ STAGES = [
     ("train", {"distributed", "precision", "checkpoint", "training"}),
     ("artifacts", {"artifacts", "export", "onnx_backend"}),
     ("evaluate", {"calibration", "evaluation"}),
-    ("report / predict / serve", {"report", "card", "predict", "explain", "runs", "cli"}),
+    ("report / predict / serve", {"report", "card", "predict", "explain", "runs", "serve", "cli"}),
 ]
 STAGE = {module: rank for rank, (_, modules) in enumerate(STAGES) for module in modules}
 

@@ -1,0 +1,171 @@
+// The page at /: sends the text to POST /explain and shows the label, its calibrated probability and the words
+// that decided it. Plain JS, no dependencies; everything it loads comes from this server.
+"use strict";
+
+const SHARE = 0.25; // a word is marked when |score| >= SHARE * the largest |score| (as `predict --explain` does)
+const FLOOR = 1e-6;
+const DEBOUNCE_MS = 350;
+
+const $ = (id) => document.getElementById(id);
+let labels = [];
+let sent = 0; // requests sent; only the newest one's answer is shown
+let timer = null;
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/info");
+    if (response.status === 503) {
+      const body = await response.json();
+      $("model").textContent = body.error;
+      setTimeout(loadInfo, 1000);
+      return;
+    }
+    const info = await response.json();
+    labels = info.labels;
+    const accuracy = info.metrics && info.metrics.accuracy !== undefined
+      ? ` · ${info.metrics.split} accuracy ${(100 * info.metrics.accuracy).toFixed(1)}%` : "";
+    $("model").textContent = `Model: ${info.model} · ${info.labels.join(" / ")} · ${info.backend}${accuracy}`;
+    $("text").maxLength = info.limits.max_chars;
+  } catch (error) {
+    $("model").textContent = "The server cannot be reached.";
+    setTimeout(loadInfo, 2000);
+  }
+}
+
+function schedule() {
+  clearTimeout(timer);
+  timer = setTimeout(classify, DEBOUNCE_MS);
+}
+
+async function classify() {
+  clearTimeout(timer);
+  const text = $("text").value;
+  const mine = ++sent;
+  if (!text.trim()) {
+    $("result").hidden = true;
+    say("");
+    return;
+  }
+  let response, body;
+  try {
+    response = await fetch("/explain", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ inputs: text }),
+    });
+    body = await response.json();
+  } catch (error) {
+    if (mine === sent) say("The server cannot be reached.", true);
+    return;
+  }
+  if (mine !== sent) return; // a newer text is on its way
+  if (!response.ok) {
+    say(body.error || `HTTP ${response.status}`, true);
+    return;
+  }
+  show(text, body[0]);
+}
+
+function say(message, isError = false) {
+  $("message").textContent = message;
+  $("message").className = isError ? "error" : "";
+}
+
+function show(text, result) {
+  const section = $("result");
+  if (result.label === null) {
+    section.hidden = true;
+    say(`No prediction: ${result.error}.`);
+    return;
+  }
+  say("");
+  $("label").textContent = result.label;
+  $("score").textContent = `probability ${(100 * result.probability).toFixed(1)}% (calibrated)`;
+  showBars(result.probabilities);
+  showWords(text, result);
+  section.dataset.text = text; // what the shown result is for (the browser check waits on it)
+  section.hidden = false;
+}
+
+function showBars(probabilities) {
+  const bars = $("bars");
+  bars.replaceChildren();
+  const names = labels.length ? labels : Object.keys(probabilities);
+  for (const name of names) {
+    const value = probabilities[name];
+    const track = document.createElement("div");
+    track.className = "bar";
+    const fill = document.createElement("span");
+    fill.style.width = `${(100 * value).toFixed(1)}%`;
+    track.append(fill);
+    bars.append(cell(name), track, cell(`${(100 * value).toFixed(1)}%`, "bar-value"));
+  }
+}
+
+function cell(text, className = "") {
+  const span = document.createElement("span");
+  span.textContent = text;
+  span.className = className;
+  return span;
+}
+
+const isWordChar = (ch) => ch !== undefined && /[\p{L}\p{N}]/u.test(ch);
+
+// Word pieces that touch (letters or digits on both sides) merged into one span with their scores summed,
+// as sentiment_gru.explain.words does. Offsets count code points, as Python's do: index `chars`, not the string.
+function words(chars, explanation) {
+  const spans = [];
+  for (const item of explanation) {
+    const last = spans[spans.length - 1];
+    if (last && item.start === last.end && item.start > 0 && isWordChar(chars[item.start - 1]) && isWordChar(chars[item.start])) {
+      last.end = item.end;
+      last.score += item.score;
+    } else {
+      spans.push({ start: item.start, end: item.end, score: item.score });
+    }
+  }
+  return spans;
+}
+
+function showWords(text, result) {
+  const chars = Array.from(text);
+  const spans = words(chars, result.explanation);
+  const largest = Math.max(0, ...spans.map((s) => Math.abs(s.score)));
+  const out = $("highlighted");
+  out.replaceChildren();
+  let cursor = 0;
+  for (const span of spans) {
+    out.append(chars.slice(cursor, span.start).join(""));
+    const word = chars.slice(span.start, span.end).join("");
+    const strength = largest > 0 ? Math.abs(span.score) / largest : 0;
+    if (Math.abs(span.score) >= Math.max(SHARE * largest, FLOOR)) {
+      const mark = document.createElement("mark");
+      const side = span.score > 0 ? "for" : "against";
+      mark.className = side;
+      mark.style.setProperty("--strength", strength.toFixed(3));
+      mark.title = `${span.score > 0 ? "+" : ""}${span.score.toFixed(4)}: ${side} ${result.label}`;
+      mark.textContent = word;
+      out.append(mark);
+    } else {
+      out.append(word);
+    }
+    cursor = span.end;
+  }
+  out.append(chars.slice(cursor).join(""));
+}
+
+$("text").addEventListener("input", schedule);
+$("text").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    classify();
+  }
+});
+$("classify").addEventListener("click", classify);
+for (const button of document.querySelectorAll("button.example")) {
+  button.addEventListener("click", () => {
+    $("text").value = button.textContent;
+    classify();
+  });
+}
+loadInfo();
