@@ -1,11 +1,13 @@
 """Accuracy of the project's presets against TF-IDF + logistic regression, over several seeds.
 
-Trains the `snippets` preset on the default corpus (scored on its test split) and the
-`treebank` preset on SST-2 (train -> validation), once per seed, with the baseline scored
-on the same split in the same run; prints a Markdown table (mean ± std) and writes JSON:
+Trains the `snippets` preset on the default corpus (scored on its test split), the `treebank`
+preset on SST-2 (train -> validation) and, with --imdb, the `reviews` preset on IMDB (train ->
+a carved validation split, with NBSVM and a blend beside it), once per seed, with the baselines
+scored on the same split in the same run; prints a Markdown table (mean ± std) and writes JSON:
 
     $ python scripts/benchmark_accuracy.py --sst2 path/to/sst2            # folder with train.csv, validation.csv
     $ python scripts/benchmark_accuracy.py --datasets default --seeds 13   # one run
+    $ python scripts/benchmark_accuracy.py --datasets imdb --imdb path/to/imdb   # the reviews preset on IMDB
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(accuracy_benchmark.BENCHMARKS),
-                        choices=list(accuracy_benchmark.BENCHMARKS))
+    parser.add_argument("--datasets", nargs="+", choices=list(accuracy_benchmark.BENCHMARKS),
+                        help="default: default and sst2, and imdb when --imdb is given")
     # Ensemble members take consecutive seeds (seed, seed + 1, ...), so the runs' seeds are 100 apart.
     parser.add_argument("--seeds", type=int, nargs="+", default=[13, 113, 213], help="one GRU run per seed")
     parser.add_argument("--sst2", default="stanfordnlp/sst2",
                         help="SST-2: a folder with train.* and validation.* files (text,label), or a hub name")
+    parser.add_argument("--imdb", help="IMDB: a folder with train.csv (text,label); adds the imdb row")
     parser.add_argument("--output", type=Path, default=Path("artifacts/benchmark_accuracy.json"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
+    return args
 
 
 def main(argv=None) -> int:
@@ -42,7 +47,7 @@ def main(argv=None) -> int:
 
     datasets.disable_progress_bars()  # the epoch lines are the progress worth reading here
     try:
-        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2)
+        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -99,6 +99,11 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     if metrics.get("baseline"):
         b = metrics["baseline"]
         rows.append(f"| baseline: {b['name']} | {b['accuracy']:.4f} | {_ci(b, 'accuracy')} | {b['macro_f1']:.4f} |")
+    if metrics.get("blend"):
+        mixed, nb = metrics["blend"], metrics["blend"]["nbsvm"]
+        rows.append(f"| baseline: {nb['name']} | {nb['accuracy']:.4f} | | {nb['macro_f1']:.4f} |")
+        rows.append(f"| this model blended with NBSVM ({mixed['weight']:.2f} / {1 - mixed['weight']:.2f}; not in this folder) | "
+                    f"{mixed['accuracy']:.4f} | | {mixed['macro_f1']:.4f} |")
     out += [f"## Results\n\nOn the {metrics['split']} split ({metrics['size']:,} texts):",
             "| model | accuracy | 95% interval | macro-F1 |\n| --- | --- | --- | --- |\n" + "\n".join(rows)]
     comparison = metrics.get("baseline", {}).get("comparison")

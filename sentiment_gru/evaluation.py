@@ -247,6 +247,40 @@ def linear_baseline(train_texts: list[str], train_labels: np.ndarray, eval_texts
     return Baseline(metrics=metrics, predictions=predictions)
 
 
+BLEND_WEIGHTS = np.linspace(0.0, 1.0, 21)  # the GRU's share in a blend, tried in steps of 0.05
+
+
+def blend(scores: Scores, linear: np.ndarray, label_names: list[str], fit: tuple[Scores, np.ndarray] | None = None,
+          seed: int = 0) -> dict[str, Any]:
+    """The GRU's calibrated probabilities mixed with a linear model's, w * gru + (1 - w) * linear, scored on `scores`' split.
+
+    w minimises the log-loss on `fit` (validation scores and the linear model's probabilities there). Without `fit`
+    (the scored split is the validation split itself), the split is halved at random and each half is scored with the
+    weight fitted on the other, so no text is scored by a weight it helped to choose.
+    linear: [n, classes] the linear model's probabilities on `scores`' texts.
+    """
+    def best_weight(gru: np.ndarray, other: np.ndarray, labels: np.ndarray) -> float:
+        losses = [_log_loss(w * gru + (1 - w) * other, labels) for w in BLEND_WEIGHTS]
+        return float(BLEND_WEIGHTS[int(np.argmin(losses))])
+
+    gru = scores.probabilities
+    if fit is not None:
+        weights = np.full(len(gru), best_weight(fit[0].probabilities, fit[1], fit[0].labels))
+    else:
+        half = np.random.default_rng(seed).permutation(len(gru)) % 2 == 0
+        weights = np.empty(len(gru))
+        for scored in (half, ~half):
+            weights[scored] = best_weight(gru[~scored], linear[~scored], scores.labels[~scored])
+    mixed = weights[:, None] * gru + (1 - weights[:, None]) * linear
+    found = compute_metrics(scores.labels, mixed, label_names, scores.split)
+    return {"weight": float(weights.mean()), "fitted_on": "validation" if fit is not None else "the other half of the split",
+            **{k: found[k] for k in ("accuracy", "macro_f1", "log_loss")}}
+
+
+def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0)).mean())
+
+
 def text_report(labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> str:
     from sklearn.metrics import classification_report
 

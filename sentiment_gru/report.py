@@ -205,8 +205,16 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
         bci = baseline.get("confidence_intervals")
         rows.append([f"Baseline: {baseline['name']}", _f(baseline["accuracy"]), _ci(bci["accuracy"]) if bci else "-",
                      _f(baseline["macro_f1"]), _ci(bci["macro_f1"]) if bci else "-"])
+    mixed = metrics.get("blend")
+    if mixed:
+        rows.append([f"Baseline: {mixed['nbsvm']['name']}", _f(mixed["nbsvm"]["accuracy"]), "-", _f(mixed["nbsvm"]["macro_f1"]), "-"])
+        rows.append([f"Blend: GRU × {mixed['weight']:.2f} + NBSVM × {1 - mixed['weight']:.2f} (not in the model folder)",
+                     _f(mixed["accuracy"]), "-", _f(mixed["macro_f1"]), "-"])
     blocks.append(("table", ["Model", "Accuracy", "95% CI", "Macro-F1", "95% CI"], rows))
     blocks.append(("p", f"95% intervals: percentile bootstrap over texts, {ci['resamples']:,} resamples (seed {ci['seed']})."))
+    if mixed:
+        blocks.append(("p", f"The blend mixes the two models' probabilities; its share was fitted on {mixed['fitted_on']} "
+                            "(log-loss), so no text is scored by a share it helped to choose."))
     if baseline and "comparison" in baseline:
         cmp = baseline["comparison"]
         test = cmp["mcnemar"]

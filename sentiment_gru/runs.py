@@ -27,7 +27,7 @@ from .checkpoint import Checkpoints, checkpoint_dir
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
 from .data import LoadedData, describe_sizes, load_data
 from .errors import ConfigError, DataError
-from .evaluation import Baseline, Scores, compare, compute_metrics, evaluate, score, linear_baseline
+from .evaluation import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
 from .files import HISTORY_FILE, write_json
 from .predict import SentimentClassifier, TorchBackend
 from .report import write_reports
@@ -124,6 +124,8 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     evaluation.metrics["validation"] = {k: on_validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
     if result.teacher is not None:
         evaluation.metrics["ensemble"] = _ensemble_figures(result, data, split)
+    if config.train.blend_nbsvm and not data.streamed:
+        evaluation.metrics["blend"] = _blend(data, scores, validation)
     metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
@@ -167,6 +169,19 @@ def _baseline(data: LoadedData, split: str) -> Baseline:
         train = train.shuffle(seed=0).select(range(BASELINE_MAX_ROWS))
     target = data.splits[split]
     return linear_baseline(list(train["text"]), np.asarray(train["label"]), list(target["text"]), np.asarray(target["label"]))
+
+
+def _blend(data: LoadedData, scores: Scores, validation: Scores) -> dict[str, Any]:
+    """NBSVM fitted on the train split, scored alone and blended with the model on `scores`' split."""
+    started = time.perf_counter()
+    train = data.splits["train"]
+    nbsvm = fit_baseline("nbsvm", list(train["text"]), np.asarray(train["label"]))
+    seconds = time.perf_counter() - started
+    linear = nbsvm.predict_proba(list(data.splits[scores.split]["text"]))
+    alone = compute_metrics(scores.labels, linear, data.label_names, scores.split)
+    fit = None if scores.split == "validation" else (validation, nbsvm.predict_proba(list(data.splits["validation"]["text"])))
+    return {**blend(scores, linear, data.label_names, fit),
+            "nbsvm": {"name": BASELINES["nbsvm"], "train_seconds": seconds, **{k: alone[k] for k in ("accuracy", "macro_f1", "log_loss")}}}
 
 
 def _saved_scores(classifier: SentimentClassifier, data: LoadedData, split: str) -> Scores:

@@ -45,3 +45,16 @@ def test_a_folder_without_the_splits_is_refused(tmp_path):
     write_csv(tmp_path / "train.csv", make_rows(10))
     with pytest.raises(DataError, match=r"needs train\.\* and validation\.\* files"):
         accuracy_benchmark.data_config("sst2", str(tmp_path))
+
+
+def test_the_imdb_row_scores_nbsvm_and_the_blend_on_the_same_carved_split(tmp_path):
+    rows = [{"text": r["text"], "label": str(["negative", "positive"].index(r["label"]))} for r in make_rows(300, seed=5)]
+    write_csv(tmp_path / "train.csv", rows)
+    results = accuracy_benchmark.run(["imdb"], [1], "", overrides=TINY, imdb=str(tmp_path))
+    r = results["imdb"]
+    assert r["split"] == "validation" and r["preset"] == "reviews" and r["config"]["train"]["blend_nbsvm"] is True
+    assert 0.5 <= r["nbsvm_accuracy"]["mean"] <= 1.0 and 0.0 <= r["blend_weight"]["mean"] <= 1.0
+    table = accuracy_benchmark.format_table(results)
+    assert "NBSVM" in table and "blend of the two" in table and "Wang & Manning" in table
+    with pytest.raises(DataError, match=r"--imdb .*: the folder needs train\.csv"):
+        accuracy_benchmark.data_config("imdb", "", str(tmp_path / "nowhere"))

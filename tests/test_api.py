@@ -188,3 +188,25 @@ def test_the_default_backend_without_onnxruntime_is_torch(exported_dir):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "torch"
+
+
+def test_blend_with_nbsvm_is_reported_beside_the_model(tiny_files, tmp_path):
+    out = tmp_path / "blended"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + ["--output-dir", str(out), "--blend-nbsvm"]
+    assert train_main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    mixed = metrics["blend"]
+    assert 0.0 <= mixed["weight"] <= 1.0 and mixed["fitted_on"] == "validation"
+    assert mixed["nbsvm"]["name"].startswith("NBSVM") and 0.5 <= mixed["nbsvm"]["accuracy"] <= 1.0
+    assert f"{mixed['accuracy']:.4f}" in (out / "report.md").read_text()
+
+
+def test_a_blend_scored_on_validation_never_uses_a_weight_fitted_on_the_same_text():
+    from sentiment_gru.evaluation import Scores, blend
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    logits = np.stack([np.zeros(400), np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 2, 400)], axis=1)
+    linear = np.eye(2)[labels] * 0.6 + 0.2  # a linear model that is right everywhere, confidently
+    found = blend(Scores("validation", labels, logits, 1.0, np.ones(400)), linear, ["negative", "positive"])
+    assert found["fitted_on"] == "the other half of the split" and found["weight"] < 0.5 and found["accuracy"] == 1.0
