@@ -154,6 +154,10 @@ class TrainConfig:
     distill_copies: int = option(2, "with --distill: made-up variants of each training batch per epoch that the ensemble "
                                     "labels for the student (tokens masked, or a short n-gram kept)", low=0, high=16)
     distill_epochs: int = option(0, "with --distill: most epochs of the student (0: as --epochs)", low=0, high=10_000)
+    distill_learning_rate: float = option(0.0, "with --distill: the student's peak learning rate (0: as --learning-rate)",
+                                          low=0.0, high=10.0)
+    distill_from_member: bool = option(False, "with --distill: start the student from the ensemble member that scored best "
+                                              "on validation (needs the members' sizes), not from scratch")
     student_hidden_size: int = option(0, "with --distill: the student's GRU state per direction (0: as the members')", low=0, high=4096)
     student_embedding_dim: int = option(0, "with --distill: the student's token vector width (0: as the members')", low=0, high=4096)
     student_num_layers: int = option(0, "with --distill: the student's GRU layers (0: as the members')", low=0, high=16)
@@ -253,4 +257,8 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
         else:
             raise ConfigError("--distill trains a student on an ensemble's probabilities: add --ensemble N (N >= 2), "
                               "or drop --distill.")
+    sized = [name for name in ("student_hidden_size", "student_embedding_dim", "student_num_layers") if getattr(built["train"], name)]
+    if built["train"].distill and built["train"].distill_from_member and sized:
+        raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
+                          f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
     return RunConfig(data=data, preset=preset, **built)

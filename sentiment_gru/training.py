@@ -144,7 +144,13 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         stage_loop = loop
         if member is student:
             model.eval()
-            stage_loop = dataclasses.replace(loop, tcfg=dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs),
+            if tcfg.distill_from_member and not (resumed is not None and k == first):  # a resumed student has its own weights
+                best = max(range(len(classifiers)), key=lambda m: _best_accuracy(history, m))
+                student.load_state_dict(classifiers[best].state_dict())
+                log.info("the student starts from member %d, the best on validation", best + 1)
+            student_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
+                                               learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
+            stage_loop = dataclasses.replace(loop, tcfg=student_tcfg,
                                              batches=DistilledBatches(loop.batches, model, encoded["train"], device,
                                                                       copies=tcfg.distill_copies, seed=seed))
             log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch)",
@@ -180,6 +186,11 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
         encoded=encoded, teacher=model if student is not None else None,
     )
+
+
+def _best_accuracy(history: list[dict[str, float]], member: int) -> float:
+    """A finished member's best validation accuracy, from the run's history rows."""
+    return max(row["val_accuracy"] for row in history if row.get("member", 0) == member)
 
 
 def _student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier) -> tuple[ModelConfig, GRUClassifier]:

@@ -210,3 +210,18 @@ def test_a_blend_scored_on_validation_never_uses_a_weight_fitted_on_the_same_tex
     linear = np.eye(2)[labels] * 0.6 + 0.2  # a linear model that is right everywhere, confidently
     found = blend(Scores("validation", labels, logits, 1.0, np.ones(400)), linear, ["negative", "positive"])
     assert found["fitted_on"] == "the other half of the split" and found["weight"] < 0.5 and found["accuracy"] == 1.0
+
+
+def test_a_student_can_start_from_the_best_member(tiny_files, tmp_path, capsys):
+    out = tmp_path / "warm"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + [a for a in TINY_MODEL_ARGS if a != "--quiet"] + [
+        "--output-dir", str(out), "--ensemble", "2", "--distill", "--distill-from-member", "--distill-epochs", "1",
+        "--distill-learning-rate", "0.001", "--distill-copies", "1"]
+    assert train_main(argv) == 0
+    assert "the student starts from member" in capsys.readouterr().err
+    from sentiment_gru.config import DataConfig, build_run_config
+
+    with pytest.raises(ConfigError, match="--distill-from-member starts the student from a member, so it has the members' sizes: "
+                                          "drop --student-hidden-size"):
+        build_run_config(DataConfig(), model={"ensemble_size": 2},
+                         train={"distill": True, "distill_from_member": True, "student_hidden_size": 8})
