@@ -3,11 +3,12 @@
 Throughput counts real (non-padding) tokens per second. Training means forward +
 backward of a sum loss over outputs and h_n (no optimizer step); inference means
 forward under `torch.no_grad()`. Both implementations are timed in the same run on
-the same batches, so their ratio holds even when the machine is busy.
+the same batches, taking turns, so their ratio holds even when the machine is busy.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import platform
@@ -54,18 +55,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(step: Callable[[], None], device: torch.device, warmup: int, repeats: int) -> float:
-    """Median seconds of `step` over `repeats` runs after `warmup` runs."""
+def _time(steps: dict[str, Callable[[], None]], device: torch.device, warmup: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each step over `repeats` runs after `warmup` runs, the steps taking turns.
+
+    Taking turns spreads a busy machine's slow spells over all the steps alike.
+    """
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def encoder_throughput(
@@ -104,20 +110,18 @@ def encoder_throughput(
         tokens = int(lens.sum())
         packed_fp32 = {}  # mode without precision -> seconds of the float32 packed reference
         for mode, precision in modes:
-            seconds = {}
-            for impl in IMPLS:
+
+            def step(impl: str) -> None:
                 encoder.impl = impl
+                with autocast(precision, dev):
+                    if mode.startswith("train"):
+                        out, h_n = encoder(x, lens)
+                        (out.float().sum() + h_n.float().sum()).backward()
+                    else:
+                        with torch.no_grad():
+                            encoder(x, lens)
 
-                def step():
-                    with autocast(precision, dev):
-                        if mode.startswith("train"):
-                            out, h_n = encoder(x, lens)
-                            (out.float().sum() + h_n.float().sum()).backward()
-                        else:
-                            with torch.no_grad():
-                                encoder(x, lens)
-
-                seconds[impl] = _time(step, dev, warmup, repeats)
+            seconds = _time({impl: functools.partial(step, impl) for impl in IMPLS}, dev, warmup, repeats)
             row = {
                 "max_len": max_len,
                 "mode": mode,
@@ -243,6 +247,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "fused_kernels": kernels.load() is not None,
+        "onednn": torch.backends.mkldnn.is_available(),
         "cpu_bf16_matrix_units": fast_bf16("cpu"),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }

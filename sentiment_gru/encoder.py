@@ -10,11 +10,15 @@ either):
 
 - ``"packed"``: the reference, `nn.GRU` on a `PackedSequence`.
 - ``"fast"``: the same arithmetic on the packed token layout (time-major, longest
-  sequence first, no padding), with both directions advanced together by one
-  batched matmul per step and a hand-written backward pass. On the CPU the
-  packed `nn.GRU` slows down sharply with length: the backward pass of each
-  step's slice of the packed data allocates and zero-fills a gradient the size
-  of all the packed data. ``"fast"`` avoids that and computes nothing for padding.
+  sequence first, no padding) with a hand-written backward pass. Per layer, the
+  input projections of all tokens are two matrix products (through oneDNN on the
+  CPU), and the whole recurrence is one call of the compiled kernels
+  (`gru_kernels.c`, one thread per direction), its backward pass another. On the
+  CPU the packed `nn.GRU` slows down sharply with length: the backward pass of each
+  step's slice of the packed data allocates and zero-fills a gradient the size of
+  all the packed data. ``"fast"`` avoids that and computes nothing for padding.
+  Without the compiled kernels (no C compiler, or `SENTIMENT_GRU_KERNELS=0`) and
+  off the CPU it runs the recurrence step by step in torch operations.
 
 The GRU equations (PyTorch's form; gates stacked r, z, n in `weight_ih`/`weight_hh`):
 
@@ -67,8 +71,9 @@ class _PackedLayout:
         offsets = torch.cumsum(batch_sizes, 0) - batch_sizes  # [max_len]
         t, i = valid.nonzero(as_tuple=True)  # row-major over (t, i): the packed order
         seq_lengths = sorted_lengths[i]
-        self.batch_sizes = batch_sizes.tolist()
-        self.offsets = offsets.tolist()
+        self.batch_sizes = batch_sizes  # [max_len]: sequences still running at each step
+        self.offsets = offsets  # [max_len]: each step's first packed row
+        self.sorted_indices = sorted_indices  # [batch]: row i of every step -> its batch element
         # Packed row -> flat position in the padded [batch * seq] layout.
         self.padded_index = sorted_indices[i] * seq_len + t  # [tokens]
         # Packed row (t, i) -> row (len_i - 1 - t, i): the sequence reversed within its length.
@@ -80,122 +85,167 @@ class _PackedLayout:
         self.first_index = ranks  # original batch element b -> packed row of its first token (t = 0)
 
 
-class _BiGRURecurrence(torch.autograd.Function):
-    """Both directions' GRU recurrences over packed rows, given the input projections.
+def _onednn_ready(*tensors: Tensor) -> bool:
+    """Whether oneDNN's matmul applies: float32 CPU tensors, oneDNN built into torch and enabled."""
+    return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors))
 
-    Inputs: gi: [tokens, 6*hidden] in packed order (x W_ih^T + b_ih plus b_hr and b_hz;
-    direction 0 in columns :3H, direction 1 in 3H:), w_hh: [2, 3*hidden, hidden],
-    b_hn: [2, hidden]. Returns out: [tokens, 2*hidden], both directions' states in
-    packed order, and h_n: [2, batch, hidden], each direction's final state (direction 0
-    after a sequence's last token, direction 1 after its first). Each step is one batched
-    matmul for both directions plus the gate arithmetic on the rows of the sequences still
-    running (one fused C call where the compiled kernels apply); the backward pass mirrors it.
+
+def _linear(x: Tensor, w: Tensor) -> Tensor:
+    """x w^T for x: [M, K], w: [N, K] (any strides) through oneDNN's matmul: [M, N]."""
+    return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+
+
+class _Projection(torch.autograd.Function):
+    """Both directions' input projections x w_d^T over all tokens, forward and backward through
+    oneDNN's matmul.
+
+    torch.mm computes the same with MKL's sgemm, which on AMD CPUs takes a path without
+    AVX-512 and runs at half of oneDNN's speed or less; on Intel CPUs the two are about even.
     """
 
     @staticmethod
-    def forward(ctx, gi, w_hh, b_hn, layout, need_grad):
+    def forward(ctx, x, w0, w1):
+        ctx.save_for_backward(x, w0, w1)
+        return _linear(x, w0), _linear(x, w1)
+
+    @staticmethod
+    def backward(ctx, grad0, grad1):
+        x, w0, w1 = ctx.saved_tensors
+        grad_x = grad_w0 = grad_w1 = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _linear(grad0, w0.t().contiguous())
+            grad_x += _linear(grad1, w1.t().contiguous())
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            x_t = x.t().contiguous()  # [in, tokens]: grad_w^T = x^T grad, with grad^T read as strided weights
+            grad_w0, grad_w1 = (_linear(x_t, grad.t()).t() for grad in (grad0, grad1))
+        return grad_x, grad_w0, grad_w1
+
+
+def _project(x: Tensor, w0: Tensor, w1: Tensor) -> list[Tensor]:
+    """x w0^T and x w1^T for x: [tokens, in], w0, w1: [3H, in]: oneDNN where it applies (float32 on
+    the CPU, no autocast), else torch.mm.
+
+    One product per direction rather than one of twice the width: each output then stays under
+    glibc's largest mmap threshold (32 MB) up to twice as many tokens (see _forward_fused).
+    """
+    if _onednn_ready(x, w0, w1) and not torch.is_autocast_enabled("cpu"):
+        return list(_Projection.apply(x, w0, w1))
+    return [x @ w0.t(), x @ w1.t()]
+
+
+class _BiGRURecurrence(torch.autograd.Function):
+    """Both directions' GRU recurrences over packed rows, given the input projections.
+
+    Inputs: gi0, gi1: [tokens, 3*hidden], the two directions' input projections x W_ih^T in
+    packed order, then each direction's parameters in nn.GRU's order: weight_hh
+    [3*hidden, hidden], bias_ih and bias_hh [3*hidden], direction 0's and then direction 1's.
+    Returns out: [tokens, 2*hidden], both directions' states in packed order, and
+    h_n: [2, batch, hidden], each direction's final state (direction 0 after a sequence's
+    last token, direction 1 after its first). Where the compiled kernels apply, the forward
+    pass is one C call and the backward pass another; elsewhere each step is one batched
+    matmul for both directions plus the gate arithmetic in torch.
+    """
+
+    @staticmethod
+    def forward(ctx, layout, need_grad, gi0, gi1, *params):
         ctx.set_materialize_grads(False)
-        ctx.param_dtype, ctx.gi_dtype = w_hh.dtype, gi.dtype
-        lib = _kernels_for(gi, w_hh)
-        rev = layout.reverse_index.to(gi.device)
+        ctx.param_dtype, ctx.gi_dtype = params[0].dtype, gi0.dtype
+        lib = _kernels_for(gi0, params[0])
         if lib is not None:
             # Under CPU autocast gi arrives in bf16; the recurrence itself stays float32.
             with torch.autocast("cpu", enabled=False):
-                out, saved = _forward_fused(lib, gi.float().contiguous(), w_hh, b_hn, rev, layout, need_grad)
+                out, saved = _forward_fused(lib, layout, need_grad, gi0.float(), gi1.float(), *params)
         else:
-            w_hh, b_hn = w_hh.to(gi.dtype), b_hn.to(gi.dtype)  # e.g. bf16 gi under CUDA autocast
-            out, saved = _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad)
-        H = w_hh.size(2)
+            # Stacked per direction: [2, 3H, H], [2, 3H], [2, 3H]; e.g. bf16 like gi under CUDA autocast.
+            w_hh, b_ih, b_hh = (torch.stack([params[k], params[k + 3]]).to(gi0.dtype) for k in range(3))
+            out, saved = _forward_torch(gi0, gi1, w_hh, b_ih, b_hh, layout, need_grad)
+        H = params[0].size(1)
         last, first = layout.last_index.to(out.device), layout.first_index.to(out.device)
         h_n = torch.stack([out[last, :H], out[first, H:]])  # [2, batch, H]
         if need_grad:
             ctx.lib, ctx.layout = lib, layout
-            ctx.save_for_backward(w_hh, rev, last, first, *saved)
+            ctx.save_for_backward(*saved)
         return out, h_n
 
     @staticmethod
     def backward(ctx, grad_out, grad_h_n):
-        w_hh, rev, last, first, h_prev, rz, n, ghn = ctx.saved_tensors
-        H = w_hh.size(2)
-        if grad_out is None:
-            grad_out = h_prev.new_zeros(h_prev.size(1), 2 * H)
-        if grad_h_n is not None:  # a final state's gradient joins its row's output gradient
-            grad_out = grad_out.clone(memory_format=torch.contiguous_format)
-            grad_out[:, :H].index_add_(0, last, grad_h_n[0].to(grad_out.dtype))
-            grad_out[:, H:].index_add_(0, first, grad_h_n[1].to(grad_out.dtype))
         if ctx.lib is not None:
-            d_gh, grad_gi = _backward_fused(ctx.lib, grad_out.contiguous(), w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
+            grads = _backward_fused(ctx.lib, ctx.layout, grad_out, grad_h_n, *ctx.saved_tensors)
         else:
-            d_gh, grad_gi = _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, ctx.layout)
-        grad_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)  # [2, 3H, H]: sum_t d_gh_t^T h_{t-1}
-        grad_b_hn = d_gh[..., 2 * H:].sum(1)  # [2, H]
-        dtype = ctx.param_dtype
-        return grad_gi.to(ctx.gi_dtype), grad_w_hh.to(dtype), grad_b_hn.to(dtype), None, None
+            grad_gi0, grad_gi1, *stacked = _backward_torch(grad_out, grad_h_n, *ctx.saved_tensors, ctx.layout)
+            grads = grad_gi0, grad_gi1, *(g[d] for d in range(2) for g in stacked)
+        grad_gi0, grad_gi1, *grad_params = grads
+        return (None, None, grad_gi0.to(ctx.gi_dtype), grad_gi1.to(ctx.gi_dtype),
+                *(g.to(ctx.param_dtype) for g in grad_params))
 
 
 def _kernels_for(gi: Tensor, w_hh: Tensor):
-    """The compiled step kernels when they apply (CPU, float32 weights, float32 or bf16 gi), else None."""
+    """The compiled kernels when they apply (CPU, float32 weights, float32 or bf16 gi), else None."""
     if gi.device.type != "cpu" or w_hh.dtype != torch.float32 or gi.dtype not in (torch.float32, torch.bfloat16):
         return None
     return kernels.load()
 
 
-def _forward_fused(lib, gi, w_hh, b_hn, rev, layout, need_grad):
-    """The recurrence with one fused C call per step for the gates; returns out and what backward needs."""
-    H = w_hh.size(2)
-    tokens = gi.size(0)
-    out = gi.new_empty(tokens, 2 * H)
-    hs = gi.new_empty(2, tokens, H)  # step order: each step's new states, the next step's matmul input
-    rz = gi.new_empty(2, tokens, 2 * H)
-    n = gi.new_empty(2, tokens, H)
-    ghn = gi.new_empty(2, tokens, H)
-    h_prev = gi.new_empty(2, tokens, H) if need_grad else None
-    w_hh_t = w_hh.transpose(1, 2).contiguous()  # [2, H, 3H]
-    b_hn = b_hn.contiguous()
-    gi_p, rev_p, b_p, hs_p, out_p, rz_p, n_p, ghn_p = (t.data_ptr() for t in (gi, rev, b_hn, hs, out, rz, n, ghn))
-    h_prev_p = h_prev.data_ptr() if need_grad else None
-    prev = -1
-    for off, bs in zip(layout.offsets, layout.batch_sizes):
-        gh = gi.new_zeros(2, bs, 3 * H) if prev < 0 else torch.bmm(hs[:, prev:prev + bs], w_hh_t)  # [2, bs, 3H]
-        lib.gru_forward_step(gi_p, rev_p, gh.data_ptr(), b_p, hs_p, out_p, rz_p, n_p, ghn_p, h_prev_p, tokens, off, prev, bs, H)
-        prev = off
-    return out, (h_prev, rz, n, ghn)
+def _forward_fused(lib, layout, need_grad, gi0, gi1, *params):
+    """The recurrence in one C call; returns out and what backward needs."""
+    gi0, gi1, *params = (t.contiguous() for t in (gi0, gi1, *params))
+    w_hh0, b_ih0, b_hh0, w_hh1, b_ih1, b_hh1 = params
+    tokens, H = gi0.size(0), w_hh0.size(1)
+    out = gi0.new_empty(tokens, 2 * H)
+    # Step order: each row's r, z, n and W_hn h + b_hn. One tensor per direction, as for gi: the
+    # smaller a tensor, the longer it stays under glibc's largest mmap threshold (32 MB), above
+    # which its memory is mapped and faulted in afresh every step instead of being recycled.
+    gates = [gi0.new_empty(tokens, 4 * H) for _ in range(2)] if need_grad else [None, None]
+    status = lib.gru_forward(
+        kernels.pointers(gi0, gi1), kernels.pointers(w_hh0, w_hh1), kernels.pointers(b_ih0, b_ih1),
+        kernels.pointers(b_hh0, b_hh1), layout.reverse_index.data_ptr(), layout.offsets.data_ptr(),
+        layout.batch_sizes.data_ptr(), len(layout.offsets), tokens, H, out.data_ptr(), kernels.pointers(*gates),
+    )
+    _check(status)
+    return out, (out, *gates, w_hh0, w_hh1)
 
 
-def _backward_fused(lib, grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
-    """d(W_hh h + b_hh) per gate (step order) and d(gi) (packed order): one C call and one matmul per step."""
-    H = w_hh.size(2)
-    tokens = h_prev.size(1)
-    dh = h_prev.new_empty(2, tokens, H)  # step order: the share each row's state gets from the next step
-    d_gh = h_prev.new_empty(2, tokens, 3 * H)
-    grad_gi = h_prev.new_empty(tokens, 6 * H)
-    pointers = [t.data_ptr() for t in (grad_out, grad_gi, rev, dh)], [t.data_ptr() for t in (rz, n, ghn, h_prev, d_gh)]
-    m, m_rows = None, 0  # the next step's d_gh W_hh: [2, m_rows, H]
-    steps = list(zip(layout.offsets, layout.batch_sizes))
-    for k in range(len(steps) - 1, -1, -1):
-        off, bs = steps[k]
-        prev = steps[k - 1][0] if k > 0 else -1
-        lib.gru_backward_step(*pointers[0], m.data_ptr() if m is not None else None, *pointers[1],
-                              tokens, off, prev, bs, m_rows, H)
-        if k > 0:
-            m, m_rows = torch.bmm(d_gh[:, off:off + bs], w_hh), bs
-    return d_gh, grad_gi
+def _backward_fused(lib, layout, grad_out, grad_h_n, out, gates0, gates1, w_hh0, w_hh1):
+    """grad_gi0, grad_gi1 (packed order) and the parameters' gradients (forward's order), in one C call."""
+    tokens, H = out.size(0), w_hh0.size(1)
+    grad_gi = [out.new_empty(tokens, 3 * H) for _ in range(2)]
+    grad_params = [[out.new_empty(3 * H, H), out.new_empty(3 * H), out.new_empty(3 * H)] for _ in range(2)]
+    grad_out = grad_out.float().contiguous() if grad_out is not None else None
+    grad_h_n = grad_h_n.float().contiguous() if grad_h_n is not None else None
+    status = lib.gru_backward(
+        grad_out.data_ptr() if grad_out is not None else None, grad_h_n.data_ptr() if grad_h_n is not None else None,
+        layout.sorted_indices.data_ptr(), layout.reverse_index.data_ptr(), kernels.pointers(w_hh0, w_hh1),
+        out.data_ptr(), kernels.pointers(gates0, gates1), layout.offsets.data_ptr(), layout.batch_sizes.data_ptr(),
+        len(layout.offsets), tokens, H, kernels.pointers(*grad_gi),
+        *(kernels.pointers(*(grad_params[d][k] for d in range(2))) for k in range(3)),
+    )
+    _check(status)
+    return (*grad_gi, *grad_params[0], *grad_params[1])
 
 
-def _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad):
+def _check(status: int) -> None:
+    if status != 0:
+        raise MemoryError("The GRU kernels could not allocate their scratch memory.")
+
+
+def _forward_torch(gi0, gi1, w_hh, b_ih, b_hh, layout, need_grad):
     """The recurrence in torch operations (any dtype and device); returns out and what backward needs."""
     H = w_hh.size(2)
-    tokens = gi.size(0)
-    gi = torch.stack([gi[:, :3 * H], gi[:, 3 * H:].index_select(0, rev)])  # [2, tokens, 3H], step order
+    rev = layout.reverse_index.to(gi0.device)
+    tokens = gi0.size(0)
+    # b_hr and b_hz add to the input projection; b_hn stays inside r * (...).
+    b = b_ih + torch.cat([b_hh[:, :2 * H], b_hh.new_zeros(2, H)], 1)  # [2, 3H]
+    gi = torch.stack([gi0 + b[0], (gi1 + b[1]).index_select(0, rev)])  # [2, tokens, 3H], step order
     hs = gi.new_empty(2, tokens, H)  # [2, tokens, H]
     rz = gi.new_empty(2, tokens, 2 * H)  # gates r, z
     n = gi.new_empty(2, tokens, H)  # candidate state
     ghn = gi.new_empty(2, tokens, H)  # W_hn h + b_hn
     h_prev = gi.new_zeros(2, tokens, H) if need_grad else None  # state before each row's step
     w_hh_t = w_hh.transpose(1, 2)  # [2, H, 3H]
-    b_hn = b_hn[:, None, :]  # [2, 1, H]
-    h = gi.new_zeros(2, layout.batch_sizes[0], H)  # initial state
-    for t, (off, bs) in enumerate(zip(layout.offsets, layout.batch_sizes)):
+    b_hn = b_hh[:, None, 2 * H:]  # [2, 1, H]
+    h = gi.new_zeros(2, int(layout.batch_sizes[0]), H)  # initial state
+    for t, (off, bs) in enumerate(zip(layout.offsets.tolist(), layout.batch_sizes.tolist())):
         rows = slice(off, off + bs)
         h = h[:, :bs]  # sequences still running: the first bs (longest first)
         if need_grad and t > 0:
@@ -208,18 +258,26 @@ def _forward_torch(gi, w_hh, b_hn, rev, layout, need_grad):
         torch.addcmul(n_t, rz_t[..., H:], h - n_t, out=hs[:, rows])  # (1 - z) n + z h
         h = hs[:, rows]
     out = torch.cat([hs[0], hs[1].index_select(0, rev)], 1)  # rev is its own inverse
-    return out, (h_prev, rz, n, ghn)
+    return out, (w_hh, h_prev, rz, n, ghn)
 
 
-def _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
-    """d(W_hh h + b_hh) per gate (step order) and d(gi) (packed order), in torch operations."""
+def _backward_torch(grad_out, grad_h_n, w_hh, h_prev, rz, n, ghn, layout):
+    """grad_gi0, grad_gi1 (packed order), then grad_w_hh, grad_b_ih and grad_b_hh stacked per direction,
+    in torch operations."""
     H = w_hh.size(2)
     tokens = h_prev.size(1)
+    rev = layout.reverse_index.to(h_prev.device)
+    if grad_out is None:
+        grad_out = h_prev.new_zeros(tokens, 2 * H)
+    if grad_h_n is not None:  # a final state's gradient joins its row's output gradient
+        grad_out = grad_out.clone(memory_format=torch.contiguous_format)
+        grad_out[:, :H].index_add_(0, layout.last_index.to(h_prev.device), grad_h_n[0].to(grad_out.dtype))
+        grad_out[:, H:].index_add_(0, layout.first_index.to(h_prev.device), grad_h_n[1].to(grad_out.dtype))
     dh = torch.stack([grad_out[:, :H], grad_out[:, H:].index_select(0, rev)])  # [2, tokens, H], step order
     d_gh = h_prev.new_empty(2, tokens, 3 * H)  # d(W_hh h + b_hh) per gate
     d_n = h_prev.new_empty(2, tokens, H)  # d(W_in x + b_in + r * ghn)
     one = h_prev.new_ones(())
-    steps = list(zip(layout.offsets, layout.batch_sizes))
+    steps = list(zip(layout.offsets.tolist(), layout.batch_sizes.tolist()))
     for k in range(len(steps) - 1, -1, -1):
         off, bs = steps[k]
         rows = slice(off, off + bs)
@@ -236,7 +294,8 @@ def _backward_torch(grad_out, w_hh, rev, h_prev, rz, n, ghn, layout):
             dh_prev = dh[:, prev:prev + bs]
             dh_prev.add_(dh_z).baddbmm_(d_gh_t, w_hh)
     d_gi = torch.cat([d_gh[..., :2 * H], d_n], 2)  # [2, tokens, 3H], step order
-    return d_gh, torch.cat([d_gi[0], d_gi[1].index_select(0, rev)], 1)
+    grad_w_hh = torch.bmm(d_gh.transpose(1, 2), h_prev)  # [2, 3H, H]: sum_t d_gh_t^T h_{t-1}
+    return d_gi[0], d_gi[1].index_select(0, rev), grad_w_hh, d_gi.sum(1), d_gh.sum(1)
 
 
 class BiGRUEncoder(nn.Module):
@@ -309,14 +368,8 @@ class BiGRUEncoder(nn.Module):
                 noise = torch.empty_like(layer_in).bernoulli_(1 - gru.dropout).div_(1 - gru.dropout)
                 layer_in = layer_in * noise
             w = gru._flat_weights[layer * 8:(layer + 1) * 8]  # w_ih, w_hh, b_ih, b_hh; then reverse
-            w_ih = torch.cat([w[0], w[4]])  # [6H, in]
-            b_hh = torch.stack([w[3], w[7]])  # [2, 3H]
-            # b_hr and b_hz add to the input projection; b_hn stays inside r * (...).
-            bias = torch.stack([w[2], w[6]]) + torch.cat([b_hh[:, :2 * H], b_hh.new_zeros(2, H)], 1)  # [2, 3H]
-            gi = torch.addmm(bias.reshape(-1), layer_in, w_ih.t())  # [tokens, 6H]
-            layer_in, h_n = _BiGRURecurrence.apply(
-                gi, torch.stack([w[1], w[5]]), b_hh[:, 2 * H:], layout, need_grad
-            )  # [tokens, 2H], [2, batch, H]
+            gi = _project(layer_in, w[0], w[4])  # [tokens, 3H] per direction
+            layer_in, h_n = _BiGRURecurrence.apply(layout, need_grad, *gi, *w[1:4], *w[5:8])  # [tokens, 2H], [2, batch, H]
             finals.append(h_n)
-        out = layer_in.new_zeros(batch * seq, 2 * H).index_copy(0, padded_index, layer_in)
+        out = layer_in.new_zeros(batch * seq, 2 * H).index_copy_(0, padded_index, layer_in)
         return out.view(batch, seq, 2 * H), torch.cat(finals)

@@ -1,4 +1,4 @@
-"""The fused GRU step kernels (gru_kernels.c), compiled on first use and loaded with ctypes.
+"""The fused GRU recurrence kernels (gru_kernels.c), compiled on first use and loaded with ctypes.
 
 The C source is built with the system's C compiler into a per-user cache folder
 (`$SENTIMENT_GRU_CACHE`, else `$XDG_CACHE_HOME/sentiment_gru`, else
@@ -34,9 +34,10 @@ FLAG_SETS = [
 ]
 
 _long, _ptr = ctypes.c_long, ctypes.c_void_p
+# Arguments taken per direction are arrays of two pointers (see `pointers`).
 _SIGNATURES = {
-    "gru_forward_step": [_ptr] * 10 + [_long] * 5,
-    "gru_backward_step": [_ptr] * 10 + [_long] * 6,
+    "gru_forward": [_ptr] * 7 + [_long] * 3 + [_ptr] * 2,
+    "gru_backward": [_ptr] * 9 + [_long] * 3 + [_ptr] * 4,
 }
 
 
@@ -114,5 +115,10 @@ def load() -> ctypes.CDLL | None:
         return None
     for name, argtypes in _SIGNATURES.items():
         fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, None
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return lib
+
+
+def pointers(*tensors) -> ctypes.Array:
+    """The tensors' data pointers (NULL for None) as a C array: a kernel argument given per direction."""
+    return (_ptr * len(tensors))(*(t.data_ptr() if t is not None else None for t in tensors))

@@ -25,7 +25,7 @@ def _run(encoder, impl, x, lengths, seed=0):
 
 @pytest.fixture(params=["kernels", "torch-ops"])
 def steps(request, monkeypatch):
-    """The fast path's step arithmetic: the compiled C kernels, or torch operations (the fallback)."""
+    """The fast path's recurrence: the compiled C kernels, or torch operations (the fallback)."""
     if request.param == "kernels":
         if kernels._compiler() is None:
             pytest.skip("no C compiler here")
@@ -61,6 +61,89 @@ def test_fast_matches_packed_outputs_states_and_gradients(num_layers, input_size
         torch.testing.assert_close(fast[3][name], ref[3][name], **TOL, msg=name)
     padding = torch.arange(seq)[None, :] >= lengths[:, None]  # [batch, seq]
     assert (fast[0][padding] == 0).all()
+
+
+LARGER_CASES = [
+    # num_layers, input_size, hidden_size, batch, seq: several tiles of rows, the last one partial
+    (2, 10, 33, 21, 30),  # hidden size past a multiple of 16 and of 32 by one: one-unit panel tails
+    (1, 7, 40, 9, 12),  # 40 = 32 + 8
+    (2, 24, 64, 17, 40),  # whole panels
+]
+
+
+@pytest.mark.parametrize("num_layers, input_size, hidden_size, batch, seq", LARGER_CASES)
+def test_fast_matches_packed_on_larger_batches_and_hidden_sizes(num_layers, input_size, hidden_size, batch, seq, steps):
+    torch.manual_seed(batch)
+    encoder = BiGRUEncoder(input_size, hidden_size, num_layers)
+    lengths = torch.randint(1, seq + 1, (batch,))
+    lengths[3] = seq
+    x = torch.randn(batch, seq, input_size)
+    ref, fast = _run(encoder, "packed", x, lengths), _run(encoder, "fast", x, lengths)
+    for name, a, b in [("outputs", ref[0], fast[0]), ("h_n", ref[1], fast[1]), ("x.grad", ref[2], fast[2])]:
+        torch.testing.assert_close(b, a, **TOL, msg=name)
+    for name in ref[3]:
+        torch.testing.assert_close(fast[3][name], ref[3][name], **TOL, msg=name)
+
+
+@pytest.mark.parametrize("used", ["outputs", "h_n"])
+def test_gradients_when_the_loss_uses_only_outputs_or_only_final_states(used, steps):
+    torch.manual_seed(4)
+    encoder = BiGRUEncoder(6, 10, num_layers=2)
+    lengths = torch.tensor([5, 1, 7, 3, 7])
+    x = torch.randn(5, 7, 6)
+    grads = []
+    for impl in ("packed", "fast"):
+        encoder.impl = impl
+        encoder.zero_grad()
+        xg = x.clone().requires_grad_(True)
+        out, h_n = encoder(xg, lengths)
+        (out if used == "outputs" else h_n).pow(2).sum().backward()
+        grads.append([xg.grad] + [p.grad for p in encoder.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, **TOL)
+
+
+def test_projection_through_onednn_matches_torch_matmuls():
+    if not encoder_module._onednn_ready(torch.ones(1)):
+        pytest.skip("oneDNN is not available in this torch build")
+    torch.manual_seed(6)
+    x = torch.randn(37, 11, requires_grad=True)
+    w0, w1 = torch.randn(15, 11, requires_grad=True), torch.randn(15, 11, requires_grad=True)
+    g0, g1 = torch.randn(37, 15), torch.randn(37, 15)
+    results = []
+    for project in (encoder_module._Projection.apply, lambda x, w0, w1: (x @ w0.t(), x @ w1.t())):
+        y0, y1 = project(x, w0, w1)
+        grads = torch.autograd.grad((y0 * g0).sum() + (y1 * g1).sum(), (x, w0, w1))
+        results.append((y0, y1, *grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_fast_path_without_onednn_matches_packed(monkeypatch):
+    monkeypatch.setattr(encoder_module, "_onednn_ready", lambda *tensors: False)  # projections by torch.mm
+    torch.manual_seed(8)
+    encoder = BiGRUEncoder(9, 12, num_layers=2)
+    lengths = torch.tensor([6, 2, 6, 4])
+    x = torch.randn(4, 6, 9)
+    ref, fast = _run(encoder, "packed", x, lengths), _run(encoder, "fast", x, lengths)
+    for a, b in zip(ref[:3], fast[:3]):
+        torch.testing.assert_close(b, a, **TOL)
+    for name in ref[3]:
+        torch.testing.assert_close(fast[3][name], ref[3][name], **TOL, msg=name)
+
+
+def test_fast_training_is_deterministic(steps):
+    torch.manual_seed(9)
+    encoder = BiGRUEncoder(16, 20, num_layers=2, dropout=0.3).train()
+    lengths = torch.randint(1, 25, (19,))
+    x = torch.randn(19, 24, 16)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(10)
+        runs.append(_run(encoder, "fast", x, lengths))
+    (out_a, h_a, dx_a, g_a), (out_b, h_b, dx_b, g_b) = runs
+    assert torch.equal(out_a, out_b) and torch.equal(h_a, h_b) and torch.equal(dx_a, dx_b)
+    assert all(torch.equal(g_a[name], g_b[name]) for name in g_a)
 
 
 def test_dropout_in_training_matches_packed_given_the_same_seed(steps):
@@ -155,6 +238,33 @@ def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(t
         ref, fast = _run(encoder, "packed", x, lengths), _run(encoder, "fast", x, lengths)
         for a, b in zip(ref[:3], fast[:3]):
             torch.testing.assert_close(b, a, **TOL)
+    finally:
+        kernels.load.cache_clear()
+
+
+def test_a_compiler_without_native_code_gets_the_plain_flags_and_the_same_results(tmp_path, monkeypatch):
+    # Without -march=native the kernels' 16-float vectors compile to SSE2 instructions.
+    compiler = kernels._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler here")
+    wrapper = tmp_path / "cc-without-native"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *-march=native*) echo "unsupported option -march=native" >&2; exit 1;; esac\nexec {compiler} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(wrapper))
+    kernels.load.cache_clear()
+    try:
+        assert kernels.load() is not None
+        assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+        torch.manual_seed(2)
+        encoder = BiGRUEncoder(6, 20, num_layers=2)
+        lengths = torch.tensor([5, 2, 7, 1, 7, 3, 6, 4, 2, 5])
+        x = torch.randn(10, 7, 6)
+        ref, fast = _run(encoder, "packed", x, lengths), _run(encoder, "fast", x, lengths)
+        for a, b in zip(ref[:3], fast[:3]):
+            torch.testing.assert_close(b, a, **TOL)
+        for name in ref[3]:
+            torch.testing.assert_close(fast[3][name], ref[3][name], **TOL, msg=name)
     finally:
         kernels.load.cache_clear()
 
