@@ -27,6 +27,9 @@ SOURCE = Path(__file__).with_name("gru_kernels.c")
 # expf/tanhf (NaN still propagates through them). With -fopenmp the library needs libgomp.so.1,
 # which resolves to the copy torch has already loaded, so both share one thread pool; compilers
 # without OpenMP (Apple clang) or without -march=native get the later, plainer sets.
+# The source is compiled and linked in two steps: linked with -ffast-math, GCC adds
+# crtfastmath.o, whose constructor turns on flush-to-zero for the whole process that loads the
+# library (the user's NumPy and Python floats included).
 FLAG_SETS = [
     ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fopenmp", "-shared", "-fPIC"],
     ["-O3", "-march=native", "-ffast-math", "-shared", "-fPIC"],
@@ -73,7 +76,7 @@ def _build(compiler: str) -> Path:
     Raises the last compiler error when no flag set compiles.
     """
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
-    build_id = [SOURCE.read_text(), version, _cpu_id()]
+    build_id = [SOURCE.read_text(), version, _cpu_id(), "compiled, then linked"]
     libraries = []
     for flags in FLAG_SETS:
         key = hashlib.sha256("\0".join([*build_id, " ".join(flags)]).encode()).hexdigest()[:16]
@@ -86,15 +89,20 @@ def _build(compiler: str) -> Path:
     for flags, library in libraries:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=library.parent)
         os.close(fd)
+        obj = tmp[: -len(".so")] + ".o"
+        link_flags = [flag for flag in flags if flag in ("-shared", "-fPIC", "-fopenmp")]
         try:
-            subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
+            compile_flags = [flag for flag in flags if flag != "-shared"]
+            subprocess.run([compiler, *compile_flags, "-c", str(SOURCE), "-o", obj], check=True, capture_output=True, text=True, timeout=120)
+            subprocess.run([compiler, *link_flags, obj, "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
             os.replace(tmp, library)
             return library
         except subprocess.CalledProcessError as err:
             error = err
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            for path in (tmp, obj):
+                if os.path.exists(path):
+                    os.unlink(path)
     raise error
 
 

@@ -1,5 +1,8 @@
 """BiGRUEncoder: the fast path against nn.GRU on packed sequences, and both against the GRU equations."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -216,6 +219,18 @@ def test_kernels_build_once_into_the_cache_and_fall_back_without_a_compiler(tmp_
         assert kernels.load() is None
     finally:
         kernels.load.cache_clear()
+
+
+def test_loading_the_kernels_leaves_the_process_floating_point_state_alone(tmp_path, monkeypatch):
+    # A library linked with -ffast-math would turn on flush-to-zero for every float in the process.
+    compiler = kernels._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
+    library = kernels._build(compiler)
+    probe = "import ctypes, sys; ctypes.CDLL(sys.argv[1]); print(sys.float_info.min / 2 > 0)"
+    shown = subprocess.run([sys.executable, "-c", probe, str(library)], capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "True", "the kernels flush subnormal floats to zero process-wide"
 
 
 def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(tmp_path, monkeypatch):
