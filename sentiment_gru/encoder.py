@@ -130,8 +130,25 @@ def _project(x: Tensor, w0: Tensor, w1: Tensor) -> list[Tensor]:
     glibc's largest mmap threshold (32 MB) up to twice as many tokens (see _forward_fused).
     """
     if _onednn_ready(x, w0, w1) and not torch.is_autocast_enabled("cpu"):
-        return list(_Projection.apply(x, w0, w1))
+        tokens = x.shape[0]
+        rows = onednn_rows(tokens)
+        if rows != tokens:  # zero rows project to zero rows, and their gradients are dropped by the slice
+            x = torch.nn.functional.pad(x, (0, 0, 0, rows - tokens))
+        return [gi[:tokens] for gi in _Projection.apply(x, w0, w1)]
     return [x @ w0.t(), x @ w1.t()]
+
+
+def onednn_rows(tokens: int) -> int:
+    """The row count a projection of `tokens` rows is padded to: one of 8 sizes per power of two (at most 12.5% more).
+
+    torch keeps a oneDNN primitive, with its buffers, for every input shape it has run and never frees it: with a new
+    token count per batch, a server's memory grew by about 1 MB per distinct count (715 MiB after 10,000 requests,
+    1,162 MiB after 100,000). On this ladder a process meets a few dozen shapes, and its memory levels off.
+    """
+    if tokens <= 16:
+        return 16
+    step = 1 << (tokens.bit_length() - 4)
+    return -(-tokens // step) * step
 
 
 class _BiGRURecurrence(torch.autograd.Function):
