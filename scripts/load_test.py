@@ -2,7 +2,8 @@
 with micro-batching on and off, for each backend asked for; or the server's resident memory over many requests.
 
 Each client posts one test text of the default corpus at a time (`{"inputs": text}` to /predict) and waits for
-the answer. Every run stops by itself: --requests per level or --seconds per level, whichever comes first.
+the answer. Every run stops by itself: --requests or --seconds per level and round, whichever comes first; each
+level runs --rounds times, the servers of one backend taking turns, and the median round is reported.
 
     $ python scripts/load_test.py --artifacts artifacts                        # onnx and torch, batching on and off
     $ python scripts/load_test.py --artifacts artifacts --backends onnx --concurrency 1 8 --requests 500
@@ -15,6 +16,7 @@ small machine the figures are a floor. Results go to --output as JSON.
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
 from sentiment_gru.serve import ServerProcess, ServeSettings
 
 LEVELS = (1, 8, 32, 128)
+WARM_UP_REQUESTS = 200  # untimed, before each level
 HEADERS = {"content-type": "application/json"}
 
 
@@ -48,7 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="with batching on (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="the server's --threads (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=list(LEVELS), help="concurrent clients (default: 1 8 32 128)")
-    parser.add_argument("--requests", type=int, default=2000, help="requests per level at most (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per level and round at most (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each level, the servers taking turns; the median is "
+                                                               "reported (default: %(default)s)")
     parser.add_argument("--seconds", type=float, default=60.0, help="seconds per level at most (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before one request counts as an error (default: %(default)s)")
     parser.add_argument("--memory", action="store_true", help="instead: the server's resident memory after each of --checkpoints requests")
@@ -60,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.memory and args.url:
         raise ConfigError("--memory reads the server's /proc/PID/status, so it starts the server itself: use --artifacts, not --url.")
-    for name in ("requests", "memory_concurrency"):
+    for name in ("requests", "rounds", "memory_concurrency"):
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1. Got {getattr(args, name)}.")
     if min(args.concurrency) < 1 or min(args.checkpoints) < 1:
@@ -131,37 +136,56 @@ def resident_memory(pid: int) -> dict[str, float]:
 
 
 def throughput(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
-    """One row per (server, level): a server started per backend and batching mode, or the one at --url."""
-    rows = []
+    """One row per (server, level): the median of --rounds runs.
+
+    Per backend, one server per batching mode runs at once (an idle one costs nothing), and each level is run on
+    them in turn, round after round: a slow spell of the machine then falls on every mode alike.
+    """
     if args.url:
-        servers = [(args.url.rstrip("/"), None)]
-    else:
-        servers = [(backend, mode) for backend in args.backends for mode in args.batching]
-    for target, mode in servers:
-        if mode is None:
-            rows += measure(target, bodies, args)
-            continue
-        batch = ["--max-batch-size", "1"]
-        if mode == "on":
-            batch = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
-        with ServerProcess(["--artifacts", str(args.artifacts), "--backend", target, "--threads", str(args.threads), *batch]) as server:
-            rows += measure(server.url, bodies, args)
-            status = server.stop()
-        if status != 0:
-            print(f"warning: the {target} server exited with status {status} on SIGTERM", file=sys.stderr)
+        servers = {args.url.rstrip("/"): None}
+        return measure(servers, bodies, args)
+    rows = []
+    for backend in args.backends:
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for mode in args.batching:
+                batch = ["--max-batch-size", "1"]
+                if mode == "on":
+                    batch = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+                server = stack.enter_context(ServerProcess(["--artifacts", str(args.artifacts), "--backend", backend,
+                                                            "--threads", str(args.threads), *batch]))
+                servers[server.url] = server
+            rows += measure(servers, bodies, args)
+            for server in servers.values():
+                if (status := server.stop()) != 0:
+                    print(f"warning: the {backend} server exited with status {status} on SIGTERM", file=sys.stderr)
     return rows
 
 
-def measure(url: str, bodies: list[bytes], args: argparse.Namespace) -> list[dict]:
-    info = server_info(url)
-    asyncio.run(run_level(url, bodies, 8, 100, args.seconds, args.timeout))  # warm-up: connections, first batches
+def measure(servers: dict, bodies: list[bytes], args: argparse.Namespace) -> list[dict]:
+    infos = {url: server_info(url) for url in servers}
+    for url in servers:
+        # Warm-up, untimed: every text once from one client (each shape a lone request has: the backends prepare
+        # their kernels per shape on first use).
+        asyncio.run(run_level(url, bodies, 1, len(bodies), args.seconds, args.timeout))
     rows = []
     for level in args.concurrency:
-        row = {**info, "batching": "on" if info["max_batch_size"] > 1 else "off",
-               **asyncio.run(run_level(url, bodies, level, args.requests, args.seconds, args.timeout))}
-        print(f"{row['backend']:<6} {row['batching']:<4} {level:>4} clients  {row['ok']:>6} ok  {row['errors']:>4} errors  "
-              f"{row['requests_per_s']:>8.1f} req/s  p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms", flush=True)
-        rows.append(row)
+        runs = {url: [] for url in servers}
+        for url in servers:
+            asyncio.run(run_level(url, bodies, level, min(WARM_UP_REQUESTS, args.requests), args.seconds, args.timeout))
+        for _ in range(args.rounds):
+            for url in servers:
+                runs[url].append(asyncio.run(run_level(url, bodies, level, args.requests, args.seconds, args.timeout)))
+        for url, found in runs.items():
+            info = infos[url]
+            median = sorted(found, key=lambda run: run["requests_per_s"])[len(found) // 2]
+            row = {**info, "batching": "on" if info["max_batch_size"] > 1 else "off", **median,
+                   "rounds_requests_per_s": [run["requests_per_s"] for run in found],
+                   "errors": sum(run["errors"] for run in found)}
+            print(f"{row['backend']:<6} {row['batching']:<4} {level:>4} clients  {row['ok']:>6} ok  {row['errors']:>4} errors  "
+                  f"{row['requests_per_s']:>8.1f} req/s  p50 {row['p50_ms']} ms  p95 {row['p95_ms']} ms  p99 {row['p99_ms']} ms  "
+                  f"(rounds: {', '.join(f'{r:.0f}' for r in row['rounds_requests_per_s'])} req/s)", flush=True)
+            rows.append(row)
     return rows
 
 
