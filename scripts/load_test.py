@@ -173,8 +173,8 @@ def measure(servers: dict, bodies: list[bytes], args: argparse.Namespace) -> lis
         runs = {url: [] for url in servers}
         for url in servers:
             asyncio.run(run_level(url, bodies, level, min(WARM_UP_REQUESTS, args.requests), args.seconds, args.timeout))
-        for _ in range(args.rounds):
-            for url in servers:
+        for round_ in range(args.rounds):
+            for url in (list(servers) if round_ % 2 == 0 else list(servers)[::-1]):  # each goes first in turn
                 runs[url].append(asyncio.run(run_level(url, bodies, level, args.requests, args.seconds, args.timeout)))
         for url, found in runs.items():
             info = infos[url]

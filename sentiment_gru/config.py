@@ -152,7 +152,7 @@ class TrainConfig:
     distill_weight: float = option(0.9, "with --distill: weight of matching the ensemble's logits in the student's loss; the rest "
                                         "is cross-entropy on the true labels", low=0.0, high=1.0)
     distill_copies: int = option(2, "with --distill: made-up variants of each training batch per epoch that the ensemble "
-                                    "labels for the student (tokens masked, or a short n-gram kept)", low=0, high=16)
+                                    "labels for the student (tokens masked or swapped for a lexicon near-synonym, or a short n-gram kept)", low=0, high=16)
     distill_epochs: int = option(0, "with --distill: most epochs of the student (0: as --epochs)", low=0, high=10_000)
     distill_learning_rate: float = option(0.0, "with --distill: the student's peak learning rate (0: as --learning-rate)",
                                           low=0.0, high=10.0)

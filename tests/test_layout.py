@@ -47,6 +47,14 @@ def test_every_module_has_a_stage():
     assert not unplaced, f"place each new module in STAGES (and the README's layout list): {unplaced}"
 
 
+def test_the_readme_layout_lists_every_module():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    layout = layout[:layout.index("\n## ", 1)]
+    missing = sorted(module for module in imports() if f"`{module}.py`" not in layout)
+    assert not missing, f"add a line on each module's job to the README's layout table: {missing}"
+
+
 def test_no_module_imports_one_that_comes_later():
     backwards = [f"{module} ({STAGES[STAGE[module]][0]}) imports {target} ({STAGES[STAGE[target]][0]})"
                  for module, targets in imports().items() for target in sorted(targets) if STAGE[target] > STAGE[module]]
