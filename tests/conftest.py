@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,17 @@ def trained_dir(tmp_path_factory) -> Path:
     argv = [f"--{s}-file={p}" for s, p in files.items()] + ["--output-dir", str(out), *TINY_MODEL_ARGS]
     assert train_main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_dir(trained_dir, tmp_path_factory) -> Path:
+    """A copy of `trained_dir` with model.onnx written by the export command, shared by read-only tests."""
+    from sentiment_gru.cli import export_main
+
+    folder = tmp_path_factory.mktemp("exported") / "model"
+    shutil.copytree(trained_dir, folder)
+    assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
+    return folder
 
 
 def pytest_addoption(parser):

@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the film is wonderful and moving", "a dull, clumsy and tedious script", "superb", "boring " * 400]
 
 
-@pytest.fixture(scope="module")
-def exported_dir(trained_dir, tmp_path_factory) -> Path:
-    """A copy of the trained model folder with model.onnx written by the export command."""
-    folder = tmp_path_factory.mktemp("exported") / "model"
-    shutil.copytree(trained_dir, folder)
-    assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
-    return folder
-
-
 def test_results_have_the_pipeline_shape(trained_dir):
     clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
     one = clf("the film is wonderful")

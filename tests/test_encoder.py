@@ -240,19 +240,24 @@ def test_loading_the_kernels_leaves_the_process_floating_point_state_alone(tmp_p
     assert shown.stdout.strip() == "True", "the kernels flush subnormal floats to zero process-wide"
 
 
-def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(tmp_path, monkeypatch):
+def _load_with_a_compiler_refusing(flag: str, tmp_path, monkeypatch) -> None:
+    """Build and load the kernels with a compiler that rejects `flag`: one library, from a later flag set."""
     compiler = kernels._compiler()
     if compiler is None:
         pytest.skip("no C compiler here")
-    wrapper = tmp_path / "cc-without-openmp"
-    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *-fopenmp*) echo "unsupported option -fopenmp" >&2; exit 1;; esac\nexec {compiler} "$@"\n')
+    wrapper = tmp_path / f"cc-without{flag}"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *{flag}*) echo "unsupported option {flag}" >&2; exit 1;; esac\nexec {compiler} "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(wrapper))
     kernels.load.cache_clear()
+    assert kernels.load() is not None
+    assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+
+
+def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(tmp_path, monkeypatch):
     try:
-        assert kernels.load() is not None
-        assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+        _load_with_a_compiler_refusing("-fopenmp", tmp_path, monkeypatch)
         torch.manual_seed(2)
         encoder = BiGRUEncoder(6, 16, num_layers=2)
         lengths = torch.tensor([5, 2, 7, 1])
@@ -266,18 +271,8 @@ def test_a_compiler_without_openmp_gets_the_plainer_flags_and_the_same_results(t
 
 def test_a_compiler_without_native_code_gets_the_plain_flags_and_the_same_results(tmp_path, monkeypatch):
     # Without -march=native the kernels' 16-float vectors compile to SSE2 instructions.
-    compiler = kernels._compiler()
-    if compiler is None:
-        pytest.skip("no C compiler here")
-    wrapper = tmp_path / "cc-without-native"
-    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *-march=native*) echo "unsupported option -march=native" >&2; exit 1;; esac\nexec {compiler} "$@"\n')
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("SENTIMENT_GRU_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(wrapper))
-    kernels.load.cache_clear()
     try:
-        assert kernels.load() is not None
-        assert len(list((tmp_path / "cache").glob("*.so"))) == 1
+        _load_with_a_compiler_refusing("-march=native", tmp_path, monkeypatch)
         torch.manual_seed(2)
         encoder = BiGRUEncoder(6, 20, num_layers=2)
         lengths = torch.tensor([5, 2, 7, 1, 7, 3, 6, 4, 2, 5])

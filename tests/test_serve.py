@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentiment_gru import SentimentClassifier
-from sentiment_gru.cli import export_main
 from sentiment_gru.errors import ArtifactsError
 from sentiment_gru.serve import MicroBatcher, ServerProcess, ServeSettings, create_app, serve_main
 
@@ -36,17 +35,8 @@ LONG = ["a long and tedious and dull story " * 30, "boring " * 250, "wonderful "
 
 
 @pytest.fixture(scope="module")
-def model_dir(trained_dir, tmp_path_factory) -> Path:
-    """A copy of the tiny trained model with model.onnx."""
-    folder = tmp_path_factory.mktemp("served") / "model"
-    shutil.copytree(trained_dir, folder)
-    assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
-    return folder
-
-
-@pytest.fixture(scope="module")
-def server(model_dir):
-    with ServerProcess(["--artifacts", str(model_dir), "--backend", "onnx", *LIMIT_ARGS]) as running:
+def server(exported_dir):
+    with ServerProcess(["--artifacts", str(exported_dir), "--backend", "onnx", *LIMIT_ARGS]) as running:
         yield running
 
 
@@ -57,8 +47,8 @@ def client(server):
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir) -> SentimentClassifier:
-    return SentimentClassifier.from_pretrained(model_dir, backend="onnx")
+def reference(exported_dir) -> SentimentClassifier:
+    return SentimentClassifier.from_pretrained(exported_dir, backend="onnx")
 
 
 def _close(found, expected) -> bool:
@@ -73,10 +63,10 @@ def _close(found, expected) -> bool:
 # ---------------------------------------------------------------- end to end
 
 
-def test_health_info_schema_docs_and_page(client, model_dir):
+def test_health_info_schema_docs_and_page(client, exported_dir):
     assert client.get("/health").json() == {"status": "ready"}
     info = client.get("/info").json()
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+    metrics = json.loads((exported_dir / "metrics.json").read_text())
     assert info["labels"] == ["negative", "positive"] and info["backend"] == "onnx" and info["model"] == "model"
     assert info["card"]["library_name"] == "sentiment-gru" and info["card"]["pipeline_tag"] == "text-classification"
     assert info["metrics"]["accuracy"] == metrics["accuracy"] and info["metrics"]["split"] == "test"
@@ -258,8 +248,8 @@ def _batcher_run(classifier, max_batch_size, max_wait, submissions):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "torch"])
-def test_a_result_does_not_depend_on_its_batch(model_dir, backend):
-    classifier = SentimentClassifier.from_pretrained(model_dir, backend=backend)
+def test_a_result_does_not_depend_on_its_batch(exported_dir, backend):
+    classifier = SentimentClassifier.from_pretrained(exported_dir, backend=backend)
     (alone,), passes = _batcher_run(classifier, 32, 0.0, [[TEXTS[2]]])
     assert passes == [1]
     together, passes = _batcher_run(classifier, 32, 0.2, [LONG[:2], [TEXTS[2]], LONG[2:], TEXTS[:2]])
@@ -288,7 +278,7 @@ def test_batches_are_bounded_and_requests_stay_whole():
 # ---------------------------------------------------------------- loading, the command, SIGTERM
 
 
-def test_health_is_503_until_the_model_is_loaded(model_dir, monkeypatch):
+def test_health_is_503_until_the_model_is_loaded(exported_dir, monkeypatch):
     from fastapi.testclient import TestClient
 
     from sentiment_gru import serve
@@ -301,7 +291,7 @@ def test_health_is_503_until_the_model_is_loaded(model_dir, monkeypatch):
         return load(*args, **kwargs)
 
     monkeypatch.setattr(serve.SentimentClassifier, "from_pretrained", staticmethod(slow))
-    with TestClient(create_app(ServeSettings(artifacts=str(model_dir), backend="onnx"))) as http:
+    with TestClient(create_app(ServeSettings(artifacts=str(exported_dir), backend="onnx"))) as http:
         assert http.get("/health").status_code == 503 and http.get("/health").json() == {"status": "loading"}
         busy = http.post("/predict", json={"inputs": "fine"})
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
@@ -319,7 +309,7 @@ def test_health_is_503_until_the_model_is_loaded(model_dir, monkeypatch):
 
     monkeypatch.setattr(serve.SentimentClassifier, "from_pretrained", staticmethod(broken))
     stopped = []
-    with TestClient(create_app(ServeSettings(artifacts=str(model_dir)), on_load_error=lambda: stopped.append(True))) as http:
+    with TestClient(create_app(ServeSettings(artifacts=str(exported_dir)), on_load_error=lambda: stopped.append(True))) as http:
         for _ in range(100):
             if stopped:
                 break
@@ -329,16 +319,16 @@ def test_health_is_503_until_the_model_is_loaded(model_dir, monkeypatch):
     assert stopped == [True]
 
 
-def test_command_errors_are_one_line_with_status_2(model_dir, trained_dir, tmp_path, capsys):
+def test_command_errors_are_one_line_with_status_2(exported_dir, trained_dir, tmp_path, capsys):
     cases = [
         (["--artifacts", str(tmp_path / "nothing")], "error: No trained model in "),
         (["--artifacts", str(trained_dir), "--backend", "onnx"], "has no model.onnx. Write it with: "),
-        (["--artifacts", str(model_dir), "--max-batch-size", "0"],
+        (["--artifacts", str(exported_dir), "--max-batch-size", "0"],
          "The 'max_batch_size' parameter of ServeSettings must be an int in [1, 65536]. Got 0 instead."),
-        (["--artifacts", str(model_dir), "--max-wait-ms", "-1"],
+        (["--artifacts", str(exported_dir), "--max-wait-ms", "-1"],
          "The 'max_wait_ms' parameter of ServeSettings must be a number in [0.0, 10000.0]"),
-        (["--artifacts", str(model_dir), "--threads", "0"], "The 'threads' parameter of ServeSettings must be an int in [1, 1024]"),
-        (["--artifacts", str(model_dir), "--port", "70000"], "--port must be in [0, 65535]. Got 70000."),
+        (["--artifacts", str(exported_dir), "--threads", "0"], "The 'threads' parameter of ServeSettings must be an int in [1, 1024]"),
+        (["--artifacts", str(exported_dir), "--port", "70000"], "--port must be in [0, 65535]. Got 70000."),
     ]
     for argv, message in cases:
         assert serve_main(argv) == 2
@@ -347,13 +337,13 @@ def test_command_errors_are_one_line_with_status_2(model_dir, trained_dir, tmp_p
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        assert serve_main(["--artifacts", str(model_dir), "--port", str(taken.getsockname()[1])]) == 2
+        assert serve_main(["--artifacts", str(exported_dir), "--port", str(taken.getsockname()[1])]) == 2
         assert "Cannot listen on 127.0.0.1:" in capsys.readouterr().err
 
 
-def test_a_model_that_fails_to_load_stops_the_server_with_status_2(model_dir, tmp_path):
+def test_a_model_that_fails_to_load_stops_the_server_with_status_2(exported_dir, tmp_path):
     broken = tmp_path / "broken"
-    shutil.copytree(model_dir, broken)
+    shutil.copytree(exported_dir, broken)
     with open(broken / "model.onnx", "r+b") as handle:  # passes the checks made before the server starts, fails loading
         handle.seek(100)
         handle.write(b"\x00\x01")
@@ -366,9 +356,9 @@ def test_a_model_that_fails_to_load_stops_the_server_with_status_2(model_dir, tm
         server.close()
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits_0(model_dir, reference):
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(exported_dir, reference):
     # A request waits 1.5 s for company in the batcher: SIGTERM arrives while it is in flight.
-    with ServerProcess(["--artifacts", str(model_dir), "--backend", "onnx", "--max-wait-ms", "1500"]) as server:
+    with ServerProcess(["--artifacts", str(exported_dir), "--backend", "onnx", "--max-wait-ms", "1500"]) as server:
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(httpx.post, server.url + "/predict", json={"inputs": TEXTS[0]}, timeout=30)
             time.sleep(0.5)
@@ -381,12 +371,12 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(model_dir, referenc
         assert server.process.wait(30) == 0, server.output()
 
 
-def test_serving_onnx_imports_no_torch(model_dir):
+def test_serving_onnx_imports_no_torch(exported_dir):
     code = (
         "import sys, time\n"
         "from fastapi.testclient import TestClient\n"
         "from sentiment_gru.serve import ServeSettings, create_app\n"
-        f"with TestClient(create_app(ServeSettings(artifacts={str(model_dir)!r}, backend='onnx'))) as http:\n"
+        f"with TestClient(create_app(ServeSettings(artifacts={str(exported_dir)!r}, backend='onnx'))) as http:\n"
         "    while http.get('/health').status_code != 200: time.sleep(0.05)\n"
         "    assert http.post('/predict', json={'inputs': 'superb'}).status_code == 200\n"
         "    assert http.post('/explain', json={'inputs': 'superb'}).status_code == 200\n"
