@@ -142,39 +142,37 @@ def throughput(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
     them in turn, round after round: a slow spell of the machine then falls on every mode alike.
     """
     if args.url:
-        servers = {args.url.rstrip("/"): None}
-        return measure(servers, bodies, args)
+        return measure([args.url.rstrip("/")], bodies, args)
     rows = []
     for backend in args.backends:
         with contextlib.ExitStack() as stack:
-            servers = {}
+            servers = []
             for mode in args.batching:
                 batch = ["--max-batch-size", "1"]
                 if mode == "on":
                     batch = ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
-                server = stack.enter_context(ServerProcess(["--artifacts", str(args.artifacts), "--backend", backend,
-                                                            "--threads", str(args.threads), *batch]))
-                servers[server.url] = server
-            rows += measure(servers, bodies, args)
-            for server in servers.values():
+                servers.append(stack.enter_context(ServerProcess(["--artifacts", str(args.artifacts), "--backend", backend,
+                                                                  "--threads", str(args.threads), *batch])))
+            rows += measure([server.url for server in servers], bodies, args)
+            for server in servers:
                 if (status := server.stop()) != 0:
                     print(f"warning: the {backend} server exited with status {status} on SIGTERM", file=sys.stderr)
     return rows
 
 
-def measure(servers: dict, bodies: list[bytes], args: argparse.Namespace) -> list[dict]:
-    infos = {url: server_info(url) for url in servers}
-    for url in servers:
+def measure(urls: list[str], bodies: list[bytes], args: argparse.Namespace) -> list[dict]:
+    infos = {url: server_info(url) for url in urls}
+    for url in urls:
         # Warm-up, untimed: every text once from one client (each shape a lone request has: the backends prepare
         # their kernels per shape on first use).
         asyncio.run(run_level(url, bodies, 1, len(bodies), args.seconds, args.timeout))
     rows = []
     for level in args.concurrency:
-        runs = {url: [] for url in servers}
-        for url in servers:
+        runs = {url: [] for url in urls}
+        for url in urls:
             asyncio.run(run_level(url, bodies, level, min(WARM_UP_REQUESTS, args.requests), args.seconds, args.timeout))
         for round_ in range(args.rounds):
-            for url in (list(servers) if round_ % 2 == 0 else list(servers)[::-1]):  # each goes first in turn
+            for url in (urls if round_ % 2 == 0 else urls[::-1]):  # each goes first in turn
                 runs[url].append(asyncio.run(run_level(url, bodies, level, args.requests, args.seconds, args.timeout)))
         for url, found in runs.items():
             info = infos[url]

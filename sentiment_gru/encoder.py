@@ -143,7 +143,7 @@ def onednn_rows(tokens: int) -> int:
 
     torch keeps a oneDNN primitive, with its buffers, for every input shape it has run and never frees it: with a new
     token count per batch, a server's memory grew by about 1 MB per distinct count (715 MiB after 10,000 requests,
-    1,162 MiB after 100,000). On this ladder a process meets a few dozen shapes, and its memory levels off.
+    1,162 MiB after 100,000). On this ladder a process meets at most 94 shapes up to 50,000 rows, and its memory levels off.
     """
     if tokens <= 16:
         return 16

@@ -90,9 +90,9 @@ def _build(compiler: str) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=library.parent)
         os.close(fd)
         obj = tmp[: -len(".so")] + ".o"
+        compile_flags = [flag for flag in flags if flag != "-shared"]
         link_flags = [flag for flag in flags if flag in ("-shared", "-fPIC", "-fopenmp")]
         try:
-            compile_flags = [flag for flag in flags if flag != "-shared"]
             subprocess.run([compiler, *compile_flags, "-c", str(SOURCE), "-o", obj], check=True, capture_output=True, text=True, timeout=120)
             subprocess.run([compiler, *link_flags, obj, "-o", tmp, "-lm"], check=True, capture_output=True, text=True, timeout=120)
             os.replace(tmp, library)
