@@ -85,6 +85,12 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         f"seed {train.get('seed')}{', preset ' + config['preset'] if config.get('preset') else ''}.",
         f"- Time: {config.get('train_seconds', 0):.0f} s on {config.get('device', '-')} ({config.get('precision', '-')}).",
     ]
+    pretrained = config.get("pretraining")
+    if pretrained:
+        texts = pretrained["texts"]
+        where = f"the {texts['texts']:,} texts of {texts['file']}" if isinstance(texts, dict) else "the train split's texts"
+        trained.insert(3, f"- Pretraining: the embedding and GRU were first trained as forward and backward language models on "
+                          f"{where}, {pretrained['epochs']} epochs ({pretrained['seconds']:.0f} s).")
     versions = config.get("versions", {})
     if versions:
         trained.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")

@@ -161,6 +161,16 @@ class TrainConfig:
     student_hidden_size: int = option(0, "with --distill: the student's GRU state per direction (0: as the members')", low=0, high=4096)
     student_embedding_dim: int = option(0, "with --distill: the student's token vector width (0: as the members')", low=0, high=4096)
     student_num_layers: int = option(0, "with --distill: the student's GRU layers (0: as the members')", low=0, high=16)
+    pretrain_epochs: int = option(0, "epochs of language-model pretraining before the classifier is trained: the embedding and GRU "
+                                     "learn to predict each token from the tokens before and after it, on the training texts or "
+                                     "--pretrain-file (0: none)", low=0, high=10_000)
+    pretrain_learning_rate: float = option(0.0, "with --pretrain-epochs: the peak learning rate of pretraining (0: as --learning-rate)",
+                                           low=0.0, high=10.0)
+    discriminative_lr: float = option(1.0, "each layer group below the classifier (GRU layers top down, then the embedding) trains "
+                                           "at the learning rate of the one above divided by this (ULMFiT: 2.6; 1: one rate)",
+                                      low=1.0, high=100.0)
+    gradual_unfreezing: bool = option(False, "train the classifier alone in the first epoch, then unfreeze one more layer group from "
+                                             "the top each epoch (ULMFiT; for a pretrained network)")
 
     def __post_init__(self) -> None:
         validate_options(self)
@@ -182,6 +192,9 @@ class DataConfig:
                                     "validation is held in memory", cli="train")
     stream_sample_size: int = option(100_000, "with --streaming: texts from the start of the stream the tokenizer learns from",
                                      low=1, cli="train")
+    pretrain_file: str | None = option(None, "unlabelled texts for --pretrain-epochs: a .txt file (one text per line) or a CSV, JSON, "
+                                             "JSON Lines or Parquet file with a text column (default: the training split's texts)",
+                                       cli="train")
     stream_shuffle_buffer: int = option(10_000, "with streaming: rows shuffled together each epoch (1: stream order)", low=1, cli=False)
 
     def __post_init__(self) -> None:
@@ -223,8 +236,7 @@ def from_dict(cls: type, values: dict[str, Any]):
 
 
 # Named starting points, one per dataset family; explicit options override them. Each is recorded in
-# config.json. "snippets" and "treebank" were measured (README, Results); "reviews" is a starting
-# point for long texts such as IMDB that has not been tuned.
+# config.json. Each was measured (README, Results); "reviews" one change at a time on one seed so far.
 PRESET_HELP = {"snippets": "short review snippets, the default corpus", "treebank": "sentence treebanks, SST-2", "reviews": "long reviews, IMDB"}
 # The distilled student of an ensemble preset (figures in the README, Results). From the best member, the members'
 # size: on SST-2 1.1-1.6 points below its ensemble so far. Small (one layer of 64 units a direction, from scratch): on
@@ -236,8 +248,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "snippets": {"tokenizer": {"lexicon": True}, "model": {"ensemble_size": 7}, "train": {"epochs": 6, **SMALL_STUDENT}},
     # sentence/phrase treebanks (SST-2): many short phrases, so fewer epochs; the lexicon, 7 members distilled into one
     "treebank": {"tokenizer": {"lexicon": True}, "model": {"ensemble_size": 7}, "train": {"epochs": 4, **STUDENT}},
-    # long reviews (IMDB): longer texts kept, smaller batches, one model
-    "reviews": {"tokenizer": {"vocab_size": 16000, "max_length": 400}, "train": {"epochs": 4, "batch_size": 32}},
+    # long reviews (IMDB): HTML tags dropped, a review's first 272 and last 128 tokens kept, one model, first pretrained
+    # for 4 epochs as forward and backward language models on the training texts (README, Results: IMDB)
+    "reviews": {"tokenizer": {"vocab_size": 16000, "max_length": 400, "tail_tokens": 128, "strip_html": True},
+                "train": {"epochs": 4, "batch_size": 64, "pretrain_epochs": 4}},
 }
 
 
@@ -266,4 +280,9 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
     if built["train"].distill and built["train"].distill_from_member and sized:
         raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
                           f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
+    if data.pretrain_file is not None and not built["train"].pretrain_epochs:
+        raise ConfigError("--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file.")
+    if built["train"].pretrain_epochs and data.streaming and data.pretrain_file is None:
+        raise ConfigError("--pretrain-epochs pretrains on the train split held in memory: with --streaming, give the texts to "
+                          "pretrain on with --pretrain-file F, or drop --pretrain-epochs.")
     return RunConfig(data=data, preset=preset, **built)

@@ -45,6 +45,7 @@ class LoadedData:
     label_names: list[str]
     source: dict[str, Any]  # what was loaded, for config.json and reports
     notes: list[str] = field(default_factory=list)  # skipped rows and other things the user should know
+    pretrain: Any = None  # --pretrain-file: a datasets.Dataset of unlabelled texts (`text`), or None
 
     @property
     def eval_split(self) -> str:
@@ -205,6 +206,7 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     if need_train and "train" not in raw:
         raise DataError(f"{source['description']} has no train split. Pass --train-file or a dataset with a train split.")
 
+    pretrain = _load_pretrain_texts(config.pretrain_file, config.text_column) if need_train and config.pretrain_file else None
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
     columns = _column_names(first)
     text_column = detect_column(columns, config.text_column, TEXT_CANDIDATES, "text", source["description"])
@@ -269,7 +271,32 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
         log.warning(note)
     source["sizes"] = {split: len(ds) for split, ds in splits.items()}
     source["text_column"], source["label_column"] = text_column, label_column
-    return LoadedData(splits=splits, label_names=label_names, source=source, notes=notes)
+    if pretrain is not None:
+        source["pretrain"] = {"file": config.pretrain_file, "texts": len(pretrain)}
+    return LoadedData(splits=splits, label_names=label_names, source=source, notes=notes, pretrain=pretrain)
+
+
+def _load_pretrain_texts(path_str: str, text_column: str | None):
+    """--pretrain-file: unlabelled texts, one per line of a .txt file or the text column of a data file; empty ones dropped."""
+    import datasets
+
+    path, where = Path(path_str), f"--pretrain-file {path_str}"
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise DataError(f"{where}: no such file.")
+        try:
+            ds = datasets.load_dataset("text", data_files=str(path), split="train")
+        except Exception as exc:  # datasets wraps decoding and empty-file errors in several types
+            raise DataError(f"{where}: cannot be read as text, one per line ({_first_line(exc)}). Save it as UTF-8.") from None
+        column = "text"
+    else:
+        ds = _load_file(path_str, "pretrain")
+        columns = _column_names(ds)
+        column = detect_column(columns, text_column if text_column in columns else None, TEXT_CANDIDATES, "text", where)
+    ds = ds.select_columns([column]).filter(lambda batch: [isinstance(t, str) and bool(t.strip()) for t in batch[column]], batched=True)
+    if not len(ds):
+        raise DataError(f"{where} holds no texts (every line or row is empty).")
+    return ds.rename_column(column, "text") if column != "text" else ds
 
 
 def detect_column(columns: list[str], explicit: str | None, candidates: tuple[str, ...], kind: str, where: str) -> str:

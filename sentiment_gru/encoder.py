@@ -97,45 +97,54 @@ def _linear(x: Tensor, w: Tensor) -> Tensor:
 
 
 class _Projection(torch.autograd.Function):
-    """Both directions' input projections x w_d^T over all tokens, forward and backward through
-    oneDNN's matmul.
+    """Both directions' input projections x0 w0^T and x1 w1^T over all tokens, forward and backward through
+    oneDNN's matmul. x0 and x1 are the same tensor for the classifier; language-model pretraining gives each
+    direction its own input (see BiGRUEncoder.forward_directions).
 
     torch.mm computes the same with MKL's sgemm, which on AMD CPUs takes a path without
     AVX-512 and runs at half of oneDNN's speed or less; on Intel CPUs the two are about even.
     """
 
     @staticmethod
-    def forward(ctx, x, w0, w1):
-        ctx.save_for_backward(x, w0, w1)
-        return _linear(x, w0), _linear(x, w1)
+    def forward(ctx, x0, x1, w0, w1):
+        ctx.save_for_backward(x0, x1, w0, w1)
+        ctx.shared = x0 is x1
+        return _linear(x0, w0), _linear(x1, w1)
 
     @staticmethod
     def backward(ctx, grad0, grad1):
-        x, w0, w1 = ctx.saved_tensors
-        grad_x = grad_w0 = grad_w1 = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _linear(grad0, w0.t().contiguous())
-            grad_x += _linear(grad1, w1.t().contiguous())
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            x_t = x.t().contiguous()  # [in, tokens]: grad_w^T = x^T grad, with grad^T read as strided weights
-            grad_w0, grad_w1 = (_linear(x_t, grad.t()).t() for grad in (grad0, grad1))
-        return grad_x, grad_w0, grad_w1
+        x0, x1, w0, w1 = ctx.saved_tensors
+        grad_x0 = grad_x1 = grad_w0 = grad_w1 = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            grad_x0 = _linear(grad0, w0.t().contiguous())
+            grad_x1 = _linear(grad1, w1.t().contiguous())
+            if ctx.shared:  # one input: its gradient is the sum, returned once
+                grad_x0, grad_x1 = grad_x0.add_(grad_x1), None
+        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
+            # [in, tokens]: grad_w^T = x^T grad, with grad^T read as strided weights
+            x0_t = x0.t().contiguous()
+            x1_t = x0_t if ctx.shared else x1.t().contiguous()
+            grad_w0, grad_w1 = (_linear(x_t, grad.t()).t() for x_t, grad in ((x0_t, grad0), (x1_t, grad1)))
+        return grad_x0, grad_x1, grad_w0, grad_w1
 
 
-def _project(x: Tensor, w0: Tensor, w1: Tensor) -> list[Tensor]:
-    """x w0^T and x w1^T for x: [tokens, in], w0, w1: [3H, in]: oneDNN where it applies (float32 on
-    the CPU, no autocast), else torch.mm.
+def _project(x: Tensor, w0: Tensor, w1: Tensor, x1: Tensor | None = None) -> list[Tensor]:
+    """x w0^T and x w1^T (x1 w1^T when `x1` is given) for x: [tokens, in], w0, w1: [3H, in]: oneDNN where it
+    applies (float32 on the CPU, no autocast), else torch.mm.
 
     One product per direction rather than one of twice the width: each output then stays under
     glibc's largest mmap threshold (32 MB) up to twice as many tokens (see _forward_fused).
     """
-    if _onednn_ready(x, w0, w1) and not torch.is_autocast_enabled("cpu"):
+    x1 = x if x1 is None else x1
+    if _onednn_ready(x, x1, w0, w1) and not torch.is_autocast_enabled("cpu"):
         tokens = x.shape[0]
         rows = onednn_rows(tokens)
         if rows != tokens:  # zero rows project to zero rows, and their gradients are dropped by the slice
-            x = torch.nn.functional.pad(x, (0, 0, 0, rows - tokens))
-        return [gi[:tokens] for gi in _Projection.apply(x, w0, w1)]
-    return [x @ w0.t(), x @ w1.t()]
+            shared, pad = x1 is x, (0, 0, 0, rows - tokens)
+            x = torch.nn.functional.pad(x, pad)
+            x1 = x if shared else torch.nn.functional.pad(x1, pad)
+        return [gi[:tokens] for gi in _Projection.apply(x, x1, w0, w1)]
+    return [x @ w0.t(), x1 @ w1.t()]
 
 
 def onednn_rows(tokens: int) -> int:
@@ -364,7 +373,7 @@ class BiGRUEncoder(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
         return out, h_n
 
-    def _forward_fast(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def _forward_fast(self, x: Tensor, lengths: Tensor, directions_apart: bool = False) -> tuple[Tensor, Tensor]:
         gru = self.gru
         batch, seq, _ = x.shape
         H = gru.hidden_size
@@ -385,8 +394,22 @@ class BiGRUEncoder(nn.Module):
                 noise = torch.empty_like(layer_in).bernoulli_(1 - gru.dropout).div_(1 - gru.dropout)
                 layer_in = layer_in * noise
             w = gru._flat_weights[layer * 8:(layer + 1) * 8]  # w_ih, w_hh, b_ih, b_hh; then reverse
-            gi = _project(layer_in, w[0], w[4])  # [tokens, 3H] per direction
+            if layer > 0 and directions_apart:  # each direction reads its own half of the layer below
+                # (column slices of the weights copied: oneDNN runs a strided weight matrix many times slower)
+                gi = _project(layer_in[:, :H].contiguous(), w[0][:, :H].contiguous(), w[4][:, H:].contiguous(),
+                              x1=layer_in[:, H:].contiguous())
+            else:
+                gi = _project(layer_in, w[0], w[4])  # [tokens, 3H] per direction
             layer_in, h_n = _BiGRURecurrence.apply(layout, need_grad, *gi, *w[1:4], *w[5:8])  # [tokens, 2H], [2, batch, H]
             finals.append(h_n)
         out = layer_in.new_zeros(batch * seq, 2 * H).index_copy_(0, padded_index, layer_in)
         return out.view(batch, seq, 2 * H), torch.cat(finals)
+
+    def forward_directions(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The outputs [batch, seq, 2*hidden] of two one-way stacks in this encoder's weights, for language-model
+        pretraining: above the first layer each direction reads only its own direction's outputs (the first
+        `hidden` input columns of the forward weights, the last `hidden` of the backward ones), so the forward
+        half at position t has seen tokens 0..t and the backward half tokens t..end. The other input columns
+        get no gradient here; the classifier learns them when it is trained.
+        """
+        return self._forward_fast(x, lengths, directions_apart=True)[0]

@@ -115,7 +115,11 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     if result.teacher is not None:
         run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
                                      "weight": config.train.distill_weight, "copies": config.train.distill_copies}
-    history = {"best_epoch": result.best_epoch, "epochs": result.history}
+    if result.pretraining:
+        run_facts["pretraining"] = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
+                                    "texts": data.source.get("pretrain", "the train split")}
+    history = {"best_epoch": result.best_epoch, "epochs": result.history,
+               **({"pretraining": result.pretraining} if result.pretraining else {})}
     classifier = SentimentClassifier(TorchBackend(result.model, result.device), result.tokenizer, data.label_names, validation.temperature,
                                      tail_tokens=config.tokenizer.tail_tokens)
     evaluation = evaluate(scores, data.label_names, texts=list(data.splits[split]["text"]), baseline=baseline,

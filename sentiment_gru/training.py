@@ -25,12 +25,11 @@ from .errors import TrainingError
 from .lexicon import Lexicon, lexicon_table, load_lexicon
 from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
+from .pretraining import layer_groups, pretrain
+from .schedule import Progress, warmup_linear
 from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, train_tokenizer
 
 log = logging.getLogger(__name__)
-
-PROGRESS_LINE_SECONDS = 60  # without a terminal for the progress bar, a plain progress line this often
-
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
@@ -51,6 +50,7 @@ class TrainResult:
     precision: str = "fp32"  # what training ran in: fp32 or bf16 (autocast)
     encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
     teacher: nn.Module | None = None  # with distillation: the ensemble the student learned from
+    pretraining: list[dict[str, float]] = field(default_factory=list)  # with --pretrain-epochs: one row per epoch
 
 
 def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
@@ -62,17 +62,6 @@ def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_class
         denom = float((predictions == c).sum() + (labels == c).sum())
         f1s.append(2 * tp / denom if denom else 0.0)
     return accuracy, float(np.mean(f1s))
-
-
-def warmup_linear(total_steps: int, warmup_fraction: float):
-    warmup = max(1, int(total_steps * warmup_fraction))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return factor
 
 
 @dataclass
@@ -128,6 +117,18 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         student.to(device)
     stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
 
+    pretrained, pretraining = None, []
+    if tcfg.pretrain_epochs and resumed is None:
+        pretrain_ids = encoded["train"] if data.pretrain is None else TokenIds.from_dataset(
+            encode_dataset(tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
+        pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress)
+        pretrained = copy.deepcopy(classifiers[0].state_dict())
+    elif resumed is not None:
+        pretrained, pretraining = resumed.get("pretrained"), resumed.get("pretraining", [])
+    if pretrained is not None:  # every member starts from the pretrained network
+        for member in classifiers:
+            member.load_state_dict(pretrained)
+
     history: list[dict[str, float]] = []
     best_epochs = []
     first = 0
@@ -161,7 +162,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         if checkpoints is not None and dist.is_main:
             def save(fit_state: dict, k: int = k) -> None:
                 run_state = {"member": k, "finished": [m.state_dict() for m in stages[:k]], "history": history,
-                             "best_epochs": best_epochs}
+                             "best_epochs": best_epochs, "pretrained": pretrained, "pretraining": pretraining}
                 checkpoints.save({**run_state, "tokenizer": tokenizer.to_str(), "fit": fit_state}, tokenizer)
         try:
             member_history, best_epoch = _fit(member, stage_loop, seed, save=save,
@@ -184,7 +185,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         model=shipped, tokenizer=tokenizer, model_config=shipped_config, history=history,
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
         train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
-        encoded=encoded, teacher=model if student is not None else None,
+        encoded=encoded, teacher=model if student is not None else None, pretraining=pretraining,
     )
 
 
@@ -348,11 +349,8 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
     between them and gathered, and rank 0's early-stopping decision holds for all.
     """
     tcfg, device, dist, checkpoints = loop.tcfg, loop.device, loop.dist, loop.checkpoints
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1 and not n.startswith("embedding")]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() > 1 and not n.startswith("embedding"))]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=tcfg.learning_rate
-    )
+    groups = layer_groups(model)[::-1]  # top down: the classifier, the GRU layers, the embedding
+    optimizer = torch.optim.AdamW(_optimizer_groups(model, groups, tcfg), lr=tcfg.learning_rate)
     steps_per_epoch = loop.batches.steps
     precision = resolve_precision(tcfg.precision, device)  # autocast for the forward pass; the loss is computed in fp32
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps_per_epoch * tcfg.epochs, tcfg.warmup_fraction))
@@ -388,11 +386,16 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
             checkpoints.check_stop(where, signum)
 
     while epoch < tcfg.epochs and stale < tcfg.patience:
+        if tcfg.gradual_unfreezing:  # the top epoch + 1 groups train
+            for depth, group in enumerate(groups):
+                for param in group:
+                    param.requires_grad_(depth <= epoch)
+            if dist.enabled:  # DistributedDataParallel fixes the parameters it averages when it is made
+                net = torch.nn.parallel.DistributedDataParallel(model)
         net.train()
         epoch_start = time.perf_counter()
         set_random_state(rng, epoch_rng)
-        bar = _progress(steps_per_epoch - step, f"epoch {epoch + 1}/{tcfg.epochs}", loop.progress)
-        last_line, first_step = epoch_start, step
+        progress = Progress(log, f"epoch {epoch + 1}/{tcfg.epochs}", step, steps_per_epoch, loop.progress)
         for batch in loop.batches.epoch(epoch, rng, step):
             target, lengths = batch.labels, batch.lengths
             with autocast(precision, device):
@@ -416,20 +419,11 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
             scheduler.step()
             step += 1
             totals = [totals[0] + stats[0], totals[1] + int(stats[1]), totals[2] + int(stats[2])]
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{totals[0] / totals[1]:.4f}", tok_s=f"{totals[2] / (time.perf_counter() - epoch_start):,.0f}")
-                if bar.disable and time.perf_counter() - last_line >= PROGRESS_LINE_SECONDS:  # no terminal: a plain line instead
-                    last_line = time.perf_counter()
-                    elapsed = last_line - epoch_start
-                    log.info("epoch %d/%d: batch %d/%d  train loss %.4f  %s tok/s  about %.0f s left in the epoch", epoch + 1,
-                             tcfg.epochs, step, steps_per_epoch, totals[0] / totals[1], f"{totals[2] / elapsed:,.0f}",
-                             elapsed / (step - first_step) * (steps_per_epoch - step))
+            progress.update(*totals)
             signum = _agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
             if signum is not None:
                 checkpoint(f"after step {step} of epoch {epoch + 1}", signum)
-        if bar is not None:
-            bar.close()
+        progress.close()
         train_seconds = time.perf_counter() - epoch_start
 
         val_logits = dist.gather_rows(batched_logits(model, my_val, batch_size=256, device=device), len(loop.val_ids), device)
@@ -461,8 +455,23 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
         step, totals, epoch_rng = 0, [0.0, 0, 0], random_state(rng)
         signum = _agreed_signal(dist.sum(_stop_flags(checkpoints), device)) if dist.enabled else None
         checkpoint(f"at the end of epoch {epoch}", signum)
+    model.requires_grad_(True)
     model.load_state_dict(best_state)
     return history, best["epoch"]
+
+
+def _optimizer_groups(model: GRUClassifier, groups: list[list[nn.Parameter]], tcfg: TrainConfig) -> list[dict]:
+    """AdamW parameter groups: per layer group (top down), the learning rate divided by `discriminative_lr` once more
+    for each group down; weight decay on the weight matrices but not on biases or the token embedding."""
+    no_decay = {id(p) for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embedding")}
+    optimizer_groups = []
+    for depth, group in enumerate(groups):
+        lr = tcfg.learning_rate / tcfg.discriminative_lr ** depth
+        for decays in (True, False):
+            params = [p for p in group if (id(p) not in no_decay) == decays]
+            if params:
+                optimizer_groups.append({"params": params, "lr": lr, "weight_decay": tcfg.weight_decay if decays else 0.0})
+    return optimizer_groups
 
 
 def _distillation_loss(hard: torch.Tensor | None, logits: torch.Tensor, teacher: torch.Tensor, tcfg: TrainConfig) -> torch.Tensor:
@@ -486,11 +495,3 @@ def _diverged(what: str, step: int, epoch: int, tcfg, checkpoints: Checkpoints |
         f"Training diverged: {what} at step {step} of epoch {epoch}. "
         f"Lower --learning-rate (now {tcfg.learning_rate:g}), e.g. to {tcfg.learning_rate / 10:g}.{kept}"
     )
-
-
-def _progress(total: int, desc: str, enabled: bool | None):
-    if enabled is False:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=None if enabled is None else not enabled)

@@ -53,6 +53,7 @@ def test_the_imdb_row_scores_nbsvm_and_the_blend_on_the_same_carved_split(tmp_pa
     results = accuracy_benchmark.run(["imdb"], [1], "", overrides=TINY, imdb=str(tmp_path))
     r = results["imdb"]
     assert r["split"] == "validation" and r["preset"] == "reviews" and r["config"]["train"]["blend_nbsvm"] is True
+    assert r["config"]["train"]["pretrain_epochs"] == 4  # the preset pretrains
     assert 0.5 <= r["nbsvm_accuracy"]["mean"] <= 1.0 and 0.0 <= r["blend_weight"]["mean"] <= 1.0
     table = accuracy_benchmark.format_table(results)
     assert "NBSVM" in table and "blend of the two" in table and "Wang & Manning" in table

@@ -15,7 +15,7 @@ STAGES = [
     ("tokenize", {"lexicon", "tokenization"}),
     ("batch", {"batching"}),
     ("model", {"kernels", "encoder", "model"}),
-    ("train", {"distributed", "precision", "checkpoint", "training"}),
+    ("train", {"distributed", "precision", "schedule", "checkpoint", "pretraining", "training"}),
     ("artifacts", {"artifacts", "export", "onnx_backend"}),
     ("evaluate", {"calibration", "evaluation"}),
     ("report / predict / serve", {"report", "card", "predict", "explain", "runs", "serve", "cli"}),
