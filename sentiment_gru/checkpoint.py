@@ -87,6 +87,17 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     return state
 
 
+def stop_flags(checkpoints: "Checkpoints | None") -> list[float]:
+    """This process's stop request as [SIGINT, SIGTERM] flags, to be summed over the ranks."""
+    signum = checkpoints.stop_signal if checkpoints is not None else None
+    return [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
+
+
+def agreed_signal(flags: list[float]) -> int | None:
+    """The stop the ranks agree on from their summed flags: SIGTERM over SIGINT; None: go on."""
+    return signal.SIGTERM if flags[1] else signal.SIGINT if flags[0] else None
+
+
 class Checkpoints:
     """The checkpoint folder of one run: saves training state, holds the state to resume from, watches signals."""
 

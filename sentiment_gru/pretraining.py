@@ -14,12 +14,14 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from .batching import HeldBatches, TokenIds
+from .checkpoint import Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
 from .config import TrainConfig
 from .distributed import SINGLE, Dist
 from .errors import TrainingError
@@ -82,13 +84,18 @@ class LanguageModel(nn.Module):
 
 
 def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None, tcfg: TrainConfig, device: torch.device,
-             dist: Dist = SINGLE, progress: bool | None = None) -> list[dict[str, float]]:
+             dist: Dist = SINGLE, progress: bool | None = None, checkpoints: Checkpoints | None = None,
+             save: Callable[[dict], None] | None = None, resume: dict | None = None) -> list[dict[str, float]]:
     """Train `classifier`'s embedding and GRU as forward and backward language models on `ids` for
     `tcfg.pretrain_epochs` epochs (AdamW, warm-up then linear decay); return one history row per epoch.
 
     The input columns through which a direction above the first layer reads the other direction start at zero
     and stay there (`BiGRUEncoder.forward_directions` never uses them), so the fine-tuned classifier starts
     from exactly the pretrained network and learns to mix the directions.
+
+    `save(state)` is called before the first epoch and after each one; `resume` is such a state to go on
+    from. A stop asked for through `checkpoints` (SIGINT/SIGTERM) ends the run after the current step; the
+    resumed run starts that epoch again.
     """
     counts = ids.token_counts(classifier.config.vocab_size)
     model = LanguageModel(classifier, counts).to(device)
@@ -100,17 +107,32 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(batches.steps * tcfg.pretrain_epochs, tcfg.warmup_fraction))
     net = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
     rng = random.Random(tcfg.seed)
+    history, first = [], 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history, first = resume["history"], resume["epoch"]
+        set_random_state(rng, resume["bucket_rng"])
+        set_rng_states(resume["rng"])
+
+    def checkpoint(epochs_done: int) -> None:
+        if save is not None:
+            save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                  "epoch": epochs_done, "history": history, "bucket_rng": random_state(rng), "rng": rng_states()})
+
+    if resume is None:
+        checkpoint(0)
     log.info("pretraining the embedding and GRU as forward and backward language models: %s texts, %s tokens, %d epochs",
              f"{len(ids):,}", f"{int(ids.lengths.sum()):,}", tcfg.pretrain_epochs)
-    history = []
-    for epoch in range(tcfg.pretrain_epochs):
+    for epoch in range(first, tcfg.pretrain_epochs):
         net.train()
         started = time.perf_counter()
         shown = Progress(log, f"pretraining epoch {epoch + 1}/{tcfg.pretrain_epochs}", 0, batches.steps, progress if dist.is_main else False)
         totals = [0.0, 0, 0]  # loss * predictions, predictions, tokens
         for batch in batches.epoch(epoch, rng):
             loss, predictions = net(batch.ids.to(device, non_blocking=True), batch.lengths)
-            stats = dist.sum([loss.item() * predictions, predictions, int(batch.lengths.sum())], device)
+            stats = dist.sum([loss.item() * predictions, predictions, int(batch.lengths.sum()), *stop_flags(checkpoints)], device)
             if not math.isfinite(stats[0]):
                 raise TrainingError(f"Pretraining diverged: the loss became {stats[0]} in epoch {epoch + 1}. Lower --pretrain-learning-rate "
                                     f"(now {tcfg.pretrain_learning_rate or tcfg.learning_rate:g}).")
@@ -122,6 +144,9 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
             scheduler.step()
             totals = [totals[0] + stats[0], totals[1] + int(stats[1]), totals[2] + int(stats[2])]
             shown.update(*totals)
+            signum = agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
+            if signum is not None:
+                checkpoints.check_stop(f"in pretraining epoch {epoch + 1}, which a resumed run starts again", signum)
         shown.close()
         seconds = time.perf_counter() - started
         row = {"pretrain_epoch": epoch + 1, "train_loss": totals[0] / max(1, totals[1]), "seconds": seconds,
@@ -132,6 +157,7 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
         log.info("pretraining epoch %d/%d  train perplexity %.1f%s  %.1fs  %s tok/s", epoch + 1, tcfg.pretrain_epochs,
                  math.exp(row["train_loss"]), f"  val perplexity {math.exp(row['val_loss']):.1f}" if "val_loss" in row else "",
                  seconds, f"{row['tokens_per_second']:,.0f}")
+        checkpoint(epoch + 1)
     return history
 
 

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import math
 import random
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,8 @@ import torch
 from torch import nn
 
 from .batching import Batch, HeldBatches, StreamBatches, TokenIds, batched_logits, collate
-from .checkpoint import STATE_FILE, Checkpoints, random_state, rng_states, set_random_state, set_rng_states
+from .checkpoint import (STATE_FILE, Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states,
+                         stop_flags)
 from .config import ModelConfig, RunConfig, TrainConfig
 from .data import LoadedData
 from .distributed import SINGLE, Dist, resolve_device
@@ -118,10 +118,17 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
 
     pretrained, pretraining = None, []
-    if tcfg.pretrain_epochs and resumed is None:
+    pretrain_state = resumed.get("pretrain_state") if resumed is not None else None  # stopped while pretraining
+    if tcfg.pretrain_epochs and (resumed is None or pretrain_state is not None):
         pretrain_ids = encoded["train"] if data.pretrain is None else TokenIds.from_dataset(
             encode_dataset(tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
-        pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress)
+        save_pretraining = None
+        if checkpoints is not None and dist.is_main:
+            def save_pretraining(state: dict) -> None:
+                checkpoints.save({"member": 0, "finished": [], "history": [], "best_epochs": [], "pretrain_state": state,
+                                  "tokenizer": tokenizer.to_str(), "fit": None}, tokenizer)
+        pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress,
+                               checkpoints=checkpoints, save=save_pretraining, resume=pretrain_state)
         pretrained = copy.deepcopy(classifiers[0].state_dict())
     elif resumed is not None:
         pretrained, pretraining = resumed.get("pretrained"), resumed.get("pretraining", [])
@@ -136,7 +143,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         first, history, best_epochs = resumed["member"], resumed["history"], resumed["best_epochs"]
         for member, state in zip(stages, resumed["finished"]):
             member.load_state_dict(state)
-        log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed["fit"]["epoch"])
+        if resumed["fit"] is not None:
+            log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed["fit"]["epoch"])
     for k, member in enumerate(stages[first:], start=first):
         seed = tcfg.seed + k
         set_seed(seed)
@@ -329,16 +337,6 @@ def _seen_token_rows(counts: np.ndarray) -> np.ndarray:
     return rows
 
 
-def _stop_flags(checkpoints: Checkpoints | None) -> list[float]:
-    """This process's stop request as [SIGINT, SIGTERM] flags, to be summed over the ranks."""
-    signum = checkpoints.stop_signal if checkpoints is not None else None
-    return [float(signum == signal.SIGINT), float(signum == signal.SIGTERM)]
-
-
-def _agreed_signal(flags: list[float]) -> int | None:
-    return signal.SIGTERM if flags[1] else signal.SIGINT if flags[0] else None
-
-
 def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | None = None) -> tuple[list[dict[str, float]], int]:
     """Train one classifier with early stopping; leave it at its best validation epoch.
 
@@ -405,7 +403,7 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
                 loss = _distillation_loss(loss if batch.rows is not None else None, logits.float(), batch.teacher.to(device), tcfg)
             value = loss.item()
             # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
-            stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *_stop_flags(checkpoints)], device)
+            stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *stop_flags(checkpoints)], device)
             if not math.isfinite(stats[0]):
                 raise _diverged(f"the training loss became {stats[0] / stats[1] if dist.enabled else value}", step + 1, epoch + 1, tcfg,
                                 checkpoints)
@@ -420,7 +418,7 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
             step += 1
             totals = [totals[0] + stats[0], totals[1] + int(stats[1]), totals[2] + int(stats[2])]
             progress.update(*totals)
-            signum = _agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
+            signum = agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
             if signum is not None:
                 checkpoint(f"after step {step} of epoch {epoch + 1}", signum)
         progress.close()
@@ -453,7 +451,7 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
             if stale >= tcfg.patience:
                 log.info("stopping early: no validation gain for %d epochs", stale)
         step, totals, epoch_rng = 0, [0.0, 0, 0], random_state(rng)
-        signum = _agreed_signal(dist.sum(_stop_flags(checkpoints), device)) if dist.enabled else None
+        signum = agreed_signal(dist.sum(stop_flags(checkpoints), device)) if dist.enabled else None
         checkpoint(f"at the end of epoch {epoch}", signum)
     model.requires_grad_(True)
     model.load_state_dict(best_state)

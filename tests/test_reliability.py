@@ -144,3 +144,25 @@ def test_out_of_memory_suggests_smaller_batches(data_args, tmp_path, capsys, mon
     monkeypatch.setattr(training.GRUClassifier, "forward", oom)
     assert train_main([*data_args, *RUN_ARGS, "--output-dir", str(tmp_path / "model")]) == 2
     assert "Out of CPU memory with --batch-size 8 and --max-length 256: lower one of them" in capsys.readouterr().err
+
+
+def test_sigterm_while_pretraining_then_resume_gives_the_uninterrupted_result(data_args, tmp_path):
+    args = [*data_args, *RUN_ARGS, "--pretrain-epochs", "12"]
+    reference = _train(*args, "--output-dir", str(tmp_path / "reference"))
+    out, checkpoint = tmp_path / "model", tmp_path / "model.checkpoint" / "checkpoint.pt"
+    run = _train(*args, "--output-dir", str(out))
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:  # saved before pretraining starts
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err
+    assert "SIGTERM received: stopped in pretraining epoch" in err and err.rstrip().endswith("--resume")
+    assert load_checkpoint_file(checkpoint)["pretrain_state"]["epoch"] < 12
+
+    resumed = _train(*args, "--output-dir", str(out), "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    assert _scores(out) == _scores(tmp_path / "reference")
+    history = [json.loads((folder / "history.json").read_text())["pretraining"] for folder in (out, tmp_path / "reference")]
+    assert [row["train_loss"] for row in history[0]] == [row["train_loss"] for row in history[1]]
