@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import HeldBatches, TokenIds
+from .batching import HeldBatches, TokenIds, sorted_batches
 from .checkpoint import Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
 from .config import TrainConfig
 from .distributed import SINGLE, Dist
@@ -100,7 +100,7 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
     counts = ids.token_counts(classifier.config.vocab_size)
     model = LanguageModel(classifier, counts).to(device)
     _zero_cross_direction_inputs(classifier)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list(model.parameters())
     optimizer = torch.optim.AdamW(params, lr=tcfg.pretrain_learning_rate or tcfg.learning_rate, weight_decay=tcfg.weight_decay)
     batches = HeldBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size=tcfg.batch_size, bucket_size=tcfg.bucket_size,
                           rank=dist.rank, world_size=dist.world_size, pad_id=PAD_ID)
@@ -163,16 +163,15 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
 
 @torch.no_grad()
 def language_model_loss(model: LanguageModel, ids: TokenIds, device: torch.device, batch_size: int = 64) -> float:
-    """Mean loss per predicted token over `ids`, in eval mode (no dropout)."""
+    """Mean loss per predicted token over `ids`, in eval mode (no dropout); the model's mode is restored."""
+    was_training = model.training
     model.eval()
-    lengths = ids.lengths
-    order = np.argsort(lengths, kind="stable")
     total, count = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        batch, batch_lengths = ids.batch(order[start:start + batch_size], PAD_ID)
-        loss, predictions = model(batch.to(device), batch_lengths)
+    for rows in sorted_batches(ids.lengths, batch_size):
+        batch, lengths = ids.batch(rows, PAD_ID)
+        loss, predictions = model(batch.to(device), lengths)
         total, count = total + float(loss) * predictions, count + predictions
-    model.train()
+    model.train(was_training)
     return total / max(1, count)
 
 

@@ -28,7 +28,7 @@ class Progress:
 
     def __init__(self, log: logging.Logger, what: str, step: int, steps: int, enabled: bool | None):
         self.log, self.what, self.step, self.steps = log, what, step, steps
-        self.first_step, self.loss_sum, self.texts, self.tokens = step, 0.0, 0, 0
+        self.first_step = step
         self.started = self.last_line = time.perf_counter()
         self.bar = None
         if enabled is not False:

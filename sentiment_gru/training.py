@@ -31,6 +31,7 @@ from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, train_tokenize
 
 log = logging.getLogger(__name__)
 
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)

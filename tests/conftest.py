@@ -1,4 +1,4 @@
-"""Shared fixtures: small labelled corpora written to real files in tmp_path."""
+"""Shared fixtures: small labelled corpora written to real files in tmp_path, trained and exported models, the GRU recurrence paths."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from sentiment_gru import encoder as encoder_module
+from sentiment_gru import kernels
 from sentiment_gru.synthetic import make_rows, write_csv  # noqa: F401 (tests import them from here)
 
 @pytest.fixture
@@ -51,6 +53,18 @@ def exported_dir(trained_dir, tmp_path_factory) -> Path:
     shutil.copytree(trained_dir, folder)
     assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
     return folder
+
+
+@pytest.fixture(params=["kernels", "torch-ops"])
+def steps(request, monkeypatch):
+    """The fast path's recurrence: the compiled C kernels, or torch operations (the fallback)."""
+    if request.param == "kernels":
+        if kernels._compiler() is None:
+            pytest.skip("no C compiler here")
+        assert kernels.load() is not None, "the C kernels did not build with this machine's compiler"
+    else:
+        monkeypatch.setattr(encoder_module, "_kernels_for", lambda gi, w_hh: None)
+    return request.param
 
 
 def pytest_addoption(parser):

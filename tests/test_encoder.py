@@ -26,18 +26,6 @@ def _run(encoder, impl, x, lengths, seed=0):
     return out.detach(), h_n.detach(), x.grad, grads
 
 
-@pytest.fixture(params=["kernels", "torch-ops"])
-def steps(request, monkeypatch):
-    """The fast path's recurrence: the compiled C kernels, or torch operations (the fallback)."""
-    if request.param == "kernels":
-        if kernels._compiler() is None:
-            pytest.skip("no C compiler here")
-        assert kernels.load() is not None, "the C kernels did not build with this machine's compiler"
-    else:
-        monkeypatch.setattr(encoder_module, "_kernels_for", lambda gi, w_hh: None)
-    return request.param
-
-
 CASES = [
     # num_layers, input_size, hidden_size, lengths, seq
     (1, 5, 4, [3, 1, 7, 7, 2, 5], 9),  # seq > max length, a length-1 sequence

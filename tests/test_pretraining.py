@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from sentiment_gru import encoder as encoder_module
-from sentiment_gru import kernels
 from sentiment_gru.batching import TokenIds
-from sentiment_gru.errors import ConfigError
 from sentiment_gru.config import DataConfig, ModelConfig, TrainConfig, build_run_config
 from sentiment_gru.encoder import BiGRUEncoder
+from sentiment_gru.errors import ConfigError
 from sentiment_gru.model import GRUClassifier
 from sentiment_gru.pretraining import LanguageModel, _zero_cross_direction_inputs, language_model_loss, layer_groups, pretrain
 from sentiment_gru.training import _optimizer_groups
@@ -22,18 +20,6 @@ from sentiment_gru.training import _optimizer_groups
 from conftest import TINY_MODEL_ARGS, make_rows
 
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-@pytest.fixture(params=["kernels", "torch-ops"])
-def steps(request, monkeypatch):
-    """The recurrence: the compiled C kernels, or torch operations (the fallback)."""
-    if request.param == "kernels":
-        if kernels._compiler() is None:
-            pytest.skip("no C compiler here")
-        assert kernels.load() is not None
-    else:
-        monkeypatch.setattr(encoder_module, "_kernels_for", lambda gi, w_hh: None)
-    return request.param
 
 
 def test_each_direction_sees_only_its_own_side(steps):
