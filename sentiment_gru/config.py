@@ -138,6 +138,9 @@ class TrainConfig:
                                     low=0.0, high=1.0, high_open=True, cli=False)
     clip_norm: float = option(1.0, "largest gradient norm", low=0.0, high=1e6, cli=False)
     label_smoothing: float = option(0.0, "CrossEntropyLoss label smoothing", low=0.0, high=1.0, high_open=True)
+    adversarial: float = option(0.0, "adversarial training (Miyato et al. 2017): each step also learns from the batch with every "
+                                     "text's token vectors moved this far (L2 over the text) in the direction that raises its "
+                                     "loss most; about doubles a step's time (0: off)", low=0.0, high=1e3)
     patience: int = option(3, "epochs without validation gain before stopping", low=1)
     bucket_size: int = option(50, "batches whose texts are sorted by length together", low=1, cli=False)
     seed: int = option(13, "seeds Python, NumPy and torch, and the carved validation split", low=0, high=2**32 - 1)

@@ -51,10 +51,14 @@ class GRUClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(2 * config.hidden_size * len(config.pooling), config.num_classes)
 
-    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GRU outputs [batch, seq, 2*hidden] (zero past each length) and final states [layers*2, batch, hidden]."""
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor,
+               perturbation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """GRU outputs [batch, seq, 2*hidden] (zero past each length) and final states [layers*2, batch, hidden].
+
+        `perturbation` [batch, seq, embedding_dim] is added to the token vectors (adversarial training).
+        """
         x = self.token_dropout(self.embed(ids))  # [batch, seq, embedding_dim]
-        return self.encoder(x, lengths)
+        return self.encoder(x if perturbation is None else x + perturbation, lengths)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token vectors [*ids.shape, embedding_dim]: the learned row, plus the lexicon part when there is one."""
@@ -69,9 +73,9 @@ class GRUClassifier(nn.Module):
         table = F.embedding_bag(flat, self.categories.weight, bag_starts, mode="mean")  # [u, embedding_dim]; empty bags are zero
         return x + F.embedding(inverse, table)  # table[inverse], but its CPU backward sums in a fixed order
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, perturbation: torch.Tensor | None = None) -> torch.Tensor:
         """ids: [batch, seq] token ids, lengths: [batch] int64 on the CPU -> logits: [batch, num_classes]."""
-        outputs, h_n = self.encode(ids, lengths)
+        outputs, h_n = self.encode(ids, lengths, perturbation)
         pooled = []
         for kind in self.config.pooling:
             if kind == "last":

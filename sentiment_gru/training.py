@@ -397,11 +397,10 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
         progress = Progress(log, f"epoch {epoch + 1}/{tcfg.epochs}", step, steps_per_epoch, loop.progress)
         for batch in loop.batches.epoch(epoch, rng, step):
             target, lengths = batch.labels, batch.lengths
-            with autocast(precision, device):
-                logits = net(batch.ids.to(device, non_blocking=True), lengths)
-            loss = loss_fn(logits.float(), target.to(device))
-            if batch.teacher is not None:  # made-up variants (no rows) learn from the teacher alone
-                loss = _distillation_loss(loss if batch.rows is not None else None, logits.float(), batch.teacher.to(device), tcfg)
+            ids = batch.ids.to(device, non_blocking=True)
+            # adversarial training: the clean pass's gradient on this zero perturbation gives each text's worst direction
+            zero = torch.zeros(*ids.shape, model.config.embedding_dim, device=device, requires_grad=True) if tcfg.adversarial else None
+            loss = _batch_loss(net, batch, ids, zero, loss_fn, precision, device, tcfg)
             value = loss.item()
             # summed over the ranks: loss * texts, texts, tokens, stop flags; a non-finite loss anywhere stops every rank
             stats = dist.sum([value * len(target), len(target), int(lengths.sum()), *stop_flags(checkpoints)], device)
@@ -410,6 +409,9 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
                                 checkpoints)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if zero is not None:  # the gradients of both passes are summed before the step
+                _batch_loss(net, batch, ids, _adversarial_perturbation(zero.grad, tcfg.adversarial), loss_fn, precision, device,
+                            tcfg).backward()
             if tcfg.clip_norm > 0:
                 norm = float(nn.utils.clip_grad_norm_(model.parameters(), tcfg.clip_norm))
                 if not math.isfinite(norm):
@@ -457,6 +459,23 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
     model.requires_grad_(True)
     model.load_state_dict(best_state)
     return history, best["epoch"]
+
+
+def _batch_loss(net: nn.Module, batch: Batch, ids: torch.Tensor, perturbation: torch.Tensor | None, loss_fn: nn.Module,
+                precision: str, device: torch.device, tcfg: TrainConfig) -> torch.Tensor:
+    """The batch's training loss: cross-entropy on its labels, or the distillation loss when it has the teacher's logits."""
+    with autocast(precision, device):
+        logits = net(ids, batch.lengths) if perturbation is None else net(ids, batch.lengths, perturbation)
+    loss = loss_fn(logits.float(), batch.labels.to(device))
+    if batch.teacher is not None:  # made-up variants (no rows) learn from the teacher alone
+        loss = _distillation_loss(loss if batch.rows is not None else None, logits.float(), batch.teacher.to(device), tcfg)
+    return loss
+
+
+def _adversarial_perturbation(grad: torch.Tensor, size: float) -> torch.Tensor:
+    """`size` times the loss gradient on the token vectors, scaled to unit L2 norm per text: [batch, seq, dim]."""
+    norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return (size * grad / norms[:, None, None]).detach()
 
 
 def _optimizer_groups(model: GRUClassifier, groups: list[list[nn.Parameter]], tcfg: TrainConfig) -> list[dict]:

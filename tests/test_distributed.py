@@ -87,8 +87,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
-    """A real torchrun launch: 2 processes x batch 4 against 1 process x batch 8."""
+@pytest.mark.parametrize("extra", [[], ["--adversarial", "1.0"]], ids=["plain", "adversarial"])
+def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, extra):
+    """A real torchrun launch: 2 processes x batch 4 against 1 process x batch 8 (adversarial training's perturbation is
+    scaled per text, so it is the same whichever process holds the text)."""
     files = {
         "train": write_csv(tmp_path / "train.csv", make_rows(240, seed=1)),
         "validation": write_csv(tmp_path / "validation.csv", make_rows(60, seed=2)),
@@ -97,7 +99,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
     data = [f"--{s}-file={p}" for s, p in files.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = tmp_path / "single"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *data, "--output-dir", str(single), "--batch-size", "8", *TINY],
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *data, "--output-dir", str(single), "--batch-size", "8", *TINY, *extra],
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -106,7 +108,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path):
     two, logs = shared / "two", tmp_path / "logs"
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}", "--log-dir", str(logs),
-         "--redirects", "3", str(ROOT / "scripts" / "train.py"), *data, "--output-dir", str(two), "--batch-size", "4", *TINY],
+         "--redirects", "3", str(ROOT / "scripts" / "train.py"), *data, "--output-dir", str(two), "--batch-size", "4", *TINY, *extra],
         capture_output=True, text=True, env=env, timeout=120,
     )
     assert done.returncode == 0, done.stderr + "".join(p.read_text() for p in logs.rglob("*.log"))
