@@ -105,7 +105,9 @@ def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None,
     batches = HeldBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size=tcfg.batch_size, bucket_size=tcfg.bucket_size,
                           rank=dist.rank, world_size=dist.world_size, pad_id=PAD_ID)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(batches.steps * tcfg.pretrain_epochs, tcfg.warmup_fraction))
-    net = torch.nn.parallel.DistributedDataParallel(model) if dist.enabled else model
+    # the classifier's output layer is not used here, and a rare-token cluster may get no target in a batch: with
+    # several processes, DistributedDataParallel has to look for the parameters each step leaves without a gradient
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if dist.enabled else model
     rng = random.Random(tcfg.seed)
     history, first = [], 0
     if resume is not None:

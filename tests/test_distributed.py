@@ -87,7 +87,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("extra", [[], ["--adversarial", "1.0"]], ids=["plain", "adversarial"])
+@pytest.mark.parametrize("extra", [[], ["--adversarial", "1.0"], ["--pretrain-epochs", "1"]], ids=["plain", "adversarial", "pretrained"])
 def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, extra):
     """A real torchrun launch: 2 processes x batch 4 against 1 process x batch 8 (adversarial training's perturbation is
     scaled per text, so it is the same whichever process holds the text)."""
