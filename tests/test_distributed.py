@@ -87,10 +87,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("extra", [[], ["--adversarial", "1.0"], ["--pretrain-epochs", "1"]], ids=["plain", "adversarial", "pretrained"])
+@pytest.mark.parametrize("extra", [[], ["--pretrain-epochs", "1"]], ids=["plain", "pretrained"])
 def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tmp_path, extra):
-    """A real torchrun launch: 2 processes x batch 4 against 1 process x batch 8 (adversarial training's perturbation is
-    scaled per text, so it is the same whichever process holds the text)."""
+    """A real torchrun launch: 2 processes x batch 4 against 1 process x batch 8, with and without pretraining."""
     files = {
         "train": write_csv(tmp_path / "train.csv", make_rows(240, seed=1)),
         "validation": write_csv(tmp_path / "validation.csv", make_rows(60, seed=2)),
