@@ -242,8 +242,9 @@ def from_dict(cls: type, values: dict[str, Any]):
 # config.json. Each was measured (README, Results); "reviews" one change at a time on one seed so far.
 PRESET_HELP = {"snippets": "short review snippets, the default corpus", "treebank": "sentence treebanks, SST-2", "reviews": "long reviews, IMDB"}
 # The distilled student of an ensemble preset (figures in the README, Results). From the best member, the members'
-# size: on SST-2 0.69 point below its (adversarial) ensemble over three seeds. Small (one layer of 64 units a direction, from scratch): on
-# the default corpus within 0.1 point of its ensemble over three seeds, and 2-3x faster to predict.
+# size: on SST-2 0.69 point below its (adversarial) ensemble over three seeds. Small (one layer of 64 units a
+# direction, from scratch): on the default corpus within 0.1 point of its ensemble over three seeds, and 2-3x faster
+# to predict.
 STUDENT = {"distill": True, "distill_from_member": True, "distill_copies": 2, "distill_epochs": 2, "distill_learning_rate": 1e-3}
 SMALL_STUDENT = {"distill": True, "distill_copies": 2, "distill_epochs": 6, "student_hidden_size": 64, "student_num_layers": 1}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
