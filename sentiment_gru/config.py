@@ -155,12 +155,7 @@ class TrainConfig:
     distill_weight: float = option(0.9, "with --distill: weight of matching the ensemble's logits in the student's loss; the rest "
                                         "is cross-entropy on the true labels", low=0.0, high=1.0)
     distill_copies: int = option(2, "with --distill: made-up variants of each training batch per epoch that the ensemble "
-                                    "labels for the student (tokens masked or swapped for a lexicon near-synonym, a short n-gram "
-                                    "kept, or two texts joined)", low=0, high=16)
-    distill_ngrams: float = option(0.25, "with --distill: share of the made-up texts cut to a random window of 1 to 5 tokens",
-                                   low=0.0, high=1.0)
-    distill_joins: float = option(0.0, "with --distill: share of the made-up texts made by joining two training texts of a batch "
-                                       "(short phrases become sentence-length texts)", low=0.0, high=1.0)
+                                    "labels for the student (tokens masked or swapped for a lexicon near-synonym, or a short n-gram kept)", low=0, high=16)
     distill_epochs: int = option(0, "with --distill: most epochs of the student (0: as --epochs)", low=0, high=10_000)
     distill_learning_rate: float = option(0.0, "with --distill: the student's peak learning rate (0: as --learning-rate)",
                                           low=0.0, high=10.0)
@@ -250,8 +245,7 @@ PRESET_HELP = {"snippets": "short review snippets, the default corpus", "treeban
 # size: on SST-2 0.69 point below its (adversarial) ensemble over three seeds. Small (one layer of 64 units a
 # direction, from scratch): on the default corpus within 0.1 point of its ensemble over three seeds, and 2-3x faster
 # to predict.
-STUDENT = {"distill": True, "distill_from_member": True, "distill_copies": 3, "distill_epochs": 1, "distill_learning_rate": 1e-3,
-           "distill_ngrams": 0.0, "distill_joins": 0.5}
+STUDENT = {"distill": True, "distill_from_member": True, "distill_copies": 2, "distill_epochs": 2, "distill_learning_rate": 1e-3}
 SMALL_STUDENT = {"distill": True, "distill_copies": 2, "distill_epochs": 6, "student_hidden_size": 64, "student_num_layers": 1}
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # short review snippets (the default corpus, Rotten Tomatoes, MR): the lexicon, a 7-member ensemble distilled into one small network
@@ -292,9 +286,6 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
     if built["train"].distill and built["train"].distill_from_member and sized:
         raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
                           f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
-    if built["train"].distill_ngrams + built["train"].distill_joins > 1:
-        raise ConfigError(f"--distill-ngrams {built['train'].distill_ngrams:g} and --distill-joins {built['train'].distill_joins:g} "
-                          "are shares of the same made-up texts: make them add up to 1 or less.")
     if data.pretrain_file is not None and not built["train"].pretrain_epochs:
         raise ConfigError("--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file.")
     if built["train"].pretrain_epochs and data.streaming and data.pretrain_file is None:

@@ -162,8 +162,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                                                learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
             stage_loop = dataclasses.replace(loop, tcfg=student_tcfg,
                                              batches=DistilledBatches(loop.batches, model, encoded["train"], device,
-                                                                      copies=tcfg.distill_copies, ngram_p=tcfg.distill_ngrams,
-                                                                      join_p=tcfg.distill_joins, seed=seed))
+                                                                      copies=tcfg.distill_copies, seed=seed))
             log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch)",
                      seed, len(classifiers), tcfg.distill_weight, tcfg.distill_copies)
         elif len(classifiers) > 1:
@@ -216,18 +215,16 @@ def _student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier
 class DistilledBatches:
     """Training batches with the teacher's log-probabilities attached, and `copies` made-up variants of each batch
     that the teacher labels as they are made (Tang et al. 2019, "Distilling task-specific knowledge from BERT into
-    simple neural networks"): with probability `ngram_p` a text is cut to a random window of 1 to 5 tokens; with
-    probability `join_p` another text of the batch is appended to it (on a treebank of short phrases, texts as long
-    as the sentences it is judged on); otherwise each token is replaced by [UNK] with probability `mask_p` and, with
-    the lexicon, by a word of one of its categories (a near-synonym) with probability `swap_p`. The variants of a
-    batch depend only on the epoch and the batch's place in it, so a resumed epoch makes them again exactly.
+    simple neural networks"): with probability `ngram_p` a text is cut to a random window of 1 to 5 tokens;
+    otherwise each token is replaced by [UNK] with probability `mask_p` and, with the lexicon, by a word of one
+    of its categories (a near-synonym) with probability `swap_p`. The variants of a batch depend only on the
+    epoch and the batch's place in it, so a resumed epoch makes them again exactly.
     """
 
     def __init__(self, batches: HeldBatches, teacher: nn.Module, train_ids: TokenIds, device: torch.device, copies: int = 0,
-                 mask_p: float = 0.1, swap_p: float = 0.1, ngram_p: float = 0.25, join_p: float = 0.0, seed: int = 0):
+                 mask_p: float = 0.1, swap_p: float = 0.1, ngram_p: float = 0.25, seed: int = 0):
         self.batches, self.teacher, self.device = batches, teacher, device
-        self.copies, self.mask_p, self.swap_p, self.ngram_p, self.join_p = copies, mask_p, swap_p, ngram_p, join_p
-        self.seed = seed
+        self.copies, self.mask_p, self.swap_p, self.ngram_p, self.seed = copies, mask_p, swap_p, ngram_p, seed
         self.targets = batched_logits(teacher, train_ids, batch_size=256, device=device)  # [train rows, classes]
         self.steps = batches.steps * (1 + copies)
         self.swaps = _category_words(members(teacher)[0]) if copies and swap_p > 0 else None
@@ -248,17 +245,12 @@ class DistilledBatches:
         """A made-up variant of `batch`, labelled by the teacher."""
         rng = np.random.default_rng((self.seed, epoch, index, copy))
         sequences = []
-        rows, lengths = batch.ids.numpy(), batch.lengths.tolist()
-        for row, length in zip(rows, lengths):
+        for row, length in zip(batch.ids.numpy(), batch.lengths.tolist()):
             ids = row[:length].copy()
-            draw = rng.random()
-            if draw < self.ngram_p:
+            if rng.random() < self.ngram_p:
                 n = min(length, int(rng.integers(1, 6)))
                 start = int(rng.integers(0, length - n + 1))
                 ids = ids[start:start + n]
-            elif draw < self.ngram_p + self.join_p:
-                other = int(rng.integers(len(lengths)))
-                ids = np.concatenate([ids, rows[other][:lengths[other]]])
             else:
                 if self.swaps is not None:
                     for i in np.flatnonzero(rng.random(length) < self.swap_p):

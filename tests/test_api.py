@@ -151,8 +151,7 @@ def test_distillation_ships_one_network_and_reports_the_ensemble(tiny_files, tmp
     assert train_main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["ensemble_size"] == 1 and config["model"]["hidden_size"] == 8
-    assert config["distillation"] == {"teacher_members": 2, "loss": "logit matching", "weight": 0.9, "copies": 2, "ngrams": 0.25,
-                                      "joins": 0.0}
+    assert config["distillation"] == {"teacher_members": 2, "loss": "logit matching", "weight": 0.9, "copies": 2}
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "pt") as weights:
@@ -167,43 +166,6 @@ def test_distillation_ships_one_network_and_reports_the_ensemble(tiny_files, tmp
         from sentiment_gru.config import DataConfig, build_run_config
 
         build_run_config(DataConfig(), train={"distill": True})
-
-
-def test_made_up_texts_are_windows_or_joins_of_the_batch_labelled_by_the_teacher():
-    import random
-
-    import torch
-
-    from sentiment_gru.batching import HeldBatches, TokenIds
-    from sentiment_gru.config import DataConfig, ModelConfig, build_run_config
-    from sentiment_gru.model import GRUClassifier
-    from sentiment_gru.training import DistilledBatches
-
-    torch.manual_seed(0)
-    teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()
-    rng = np.random.default_rng(0)
-    ids = TokenIds.from_lists([rng.integers(2, 50, n).tolist() for n in rng.integers(6, 12, 40)])
-    batches = HeldBatches(ids, np.zeros(40, dtype=np.int64), batch_size=8, bucket_size=5)
-
-    def made_up(**shares):
-        """Each batch's texts and its one made-up variant's, with the teacher's logits of the variant."""
-        steps = list(DistilledBatches(batches, teacher, ids, torch.device("cpu"), copies=1, **shares).epoch(0, random.Random(0)))
-        texts = [[row[:n].tolist() for row, n in zip(b.ids, b.lengths)] for b in steps]
-        for variant in steps[1::2]:
-            with torch.no_grad():
-                torch.testing.assert_close(variant.teacher, teacher(variant.ids, variant.lengths))
-        return list(zip(texts[0::2], texts[1::2]))
-
-    for originals, windows in made_up(ngram_p=1.0):
-        for text, window in zip(originals, windows):
-            assert 1 <= len(window) <= 5 and any(text[i:i + len(window)] == window for i in range(len(text)))
-    joined = made_up(ngram_p=0.0, join_p=1.0)
-    assert joined == made_up(ngram_p=0.0, join_p=1.0)  # an epoch's variants are made again exactly
-    for originals, joins in joined:
-        for text, join in zip(originals, joins):
-            assert join[:len(text)] == text and join[len(text):] in originals
-    with pytest.raises(ConfigError, match="--distill-ngrams 0.6 and --distill-joins 0.5 are shares of the same made-up texts"):
-        build_run_config(DataConfig(), train={"distill_ngrams": 0.6, "distill_joins": 0.5})
 
 
 def test_the_default_backend_without_onnxruntime_is_torch(exported_dir):
