@@ -239,7 +239,7 @@ def from_dict(cls: type, values: dict[str, Any]):
 
 
 # Named starting points, one per dataset family; explicit options override them. Each is recorded in
-# config.json. Each was measured (README, Results); "reviews" one change at a time on one seed so far.
+# config.json. Each was measured (README, Results); "reviews" one change at a time on one seed, the preset over three.
 PRESET_HELP = {"snippets": "short review snippets, the default corpus", "treebank": "sentence treebanks, SST-2", "reviews": "long reviews, IMDB"}
 # The distilled student of an ensemble preset (figures in the README, Results). From the best member, the members'
 # size: on SST-2 0.69 point below its (adversarial) ensemble over three seeds. Small (one layer of 64 units a

@@ -168,6 +168,42 @@ def test_distillation_ships_one_network_and_reports_the_ensemble(tiny_files, tmp
         build_run_config(DataConfig(), train={"distill": True})
 
 
+def test_made_up_texts_are_windows_of_the_batch_labelled_by_the_teacher():
+    import random
+
+    import torch
+
+    from sentiment_gru.batching import HeldBatches, TokenIds
+    from sentiment_gru.config import ModelConfig
+    from sentiment_gru.model import GRUClassifier
+    from sentiment_gru.tokenization import UNK_ID
+    from sentiment_gru.training import DistilledBatches
+
+    torch.manual_seed(0)
+    teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()
+    rng = np.random.default_rng(0)
+    ids = TokenIds.from_lists([rng.integers(2, 50, n).tolist() for n in rng.integers(6, 12, 40)])
+    batches = HeldBatches(ids, np.zeros(40, dtype=np.int64), batch_size=8, bucket_size=5)
+
+    def made_up(**shares):
+        """Each batch's texts and its one made-up variant's, with the teacher's logits of the variant."""
+        steps = list(DistilledBatches(batches, teacher, ids, torch.device("cpu"), copies=1, **shares).epoch(0, random.Random(0)))
+        texts = [[row[:n].tolist() for row, n in zip(b.ids, b.lengths)] for b in steps]
+        for variant in steps[1::2]:
+            with torch.no_grad():
+                torch.testing.assert_close(variant.teacher, teacher(variant.ids, variant.lengths))
+        return list(zip(texts[0::2], texts[1::2]))
+
+    windowed = made_up(ngram_p=1.0)
+    assert windowed == made_up(ngram_p=1.0)  # an epoch's variants are made again exactly
+    for originals, windows in windowed:
+        for text, window in zip(originals, windows):
+            assert 1 <= len(window) <= 5 and any(text[i:i + len(window)] == window for i in range(len(text)))
+    for originals, masked in made_up(ngram_p=0.0, mask_p=0.5):  # no lexicon: tokens kept or [UNK], never moved
+        for text, variant in zip(originals, masked):
+            assert len(variant) == len(text) and all(v in (t, UNK_ID) for t, v in zip(text, variant))
+
+
 def test_the_default_backend_without_onnxruntime_is_torch(exported_dir):
     """A folder with model.onnx still loads where onnxruntime is missing: auto falls back to torch."""
     code = ("import sys\nsys.modules['onnxruntime'] = None\nimport importlib.util\n"
