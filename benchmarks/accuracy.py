@@ -8,6 +8,7 @@ its validation split (its test labels are not public).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 import tempfile
@@ -74,17 +75,23 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run(datasets: list[str], seeds: list[int], sst2: str, overrides: dict[str, dict[str, Any]] | None = None,
-        progress: bool | None = False, imdb: str | None = None) -> dict[str, Any]:
-    """Train each dataset's preset once per seed; return per-run figures and mean/std per dataset."""
+        progress: bool | None = False, imdb: str | None = None, sst2_distill_file: str | None = None) -> dict[str, Any]:
+    """Train each dataset's preset once per seed; return per-run figures and mean/std per dataset. With
+    `sst2_distill_file`, the SST-2 student also learns the ensemble's outputs on those unlabelled texts, in place of
+    made-up variants of the training texts."""
     overrides = overrides or {}
     results: dict[str, Any] = {}
     for name in datasets:
         bench = BENCHMARKS[name]
         data = data_config(name, sst2, imdb)
+        extra: dict[str, Any] = {}
+        if name == "sst2" and sst2_distill_file:
+            data = dataclasses.replace(data, distill_file=sst2_distill_file)
+            extra = {"distill_copies": 0}
         runs = []
         for seed in seeds:
             sections = {k: dict(v) for k, v in overrides.items()}
-            sections["train"] = {**dict(bench.train), **sections.get("train", {}), "seed": seed}
+            sections["train"] = {**dict(bench.train), **extra, **sections.get("train", {}), "seed": seed}
             config = build_run_config(data, preset=bench.preset, **sections)
             log.info("%s: preset %s, seed %d", bench.name, bench.preset, seed)
             started = time.perf_counter()

@@ -34,6 +34,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sst2", default="stanfordnlp/sst2",
                         help="SST-2: a folder with train.* and validation.* files (text,label), or a hub name")
     parser.add_argument("--imdb", help="IMDB: a folder with train.csv (text,label); adds the imdb row")
+    parser.add_argument("--sst2-distill-file", help="unlabelled sentences for the SST-2 student (--distill-file), in place of its "
+                                                    "made-up variants (--distill-copies 0); make them with scripts/sentences.py")
     parser.add_argument("--output", type=Path, default=Path("artifacts/benchmark_accuracy.json"))
     args = parser.parse_args(argv)
     args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
@@ -47,7 +49,8 @@ def main(argv=None) -> int:
 
     datasets.disable_progress_bars()  # the epoch lines are the progress worth reading here
     try:
-        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb)
+        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb,
+                                           sst2_distill_file=args.sst2_distill_file)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -70,6 +70,9 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     if distilled:
         what += (f" It is one network distilled from an ensemble of {distilled['teacher_members']} such classifiers "
                  f"(knowledge distillation by {distilled['loss']}); the ensemble's figures are below.")
+        if distilled.get("unlabelled_texts"):
+            extra = distilled["unlabelled_texts"]
+            what += f" The student also learned the ensemble's outputs on {extra['texts']:,} unlabelled texts ({Path(extra['file']).name})."
     out = [f"# {name}", what]
 
     sizes = ", ".join(f"{k} {v:,}" for k, v in source.get("sizes", {}).items())

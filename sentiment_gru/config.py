@@ -198,6 +198,10 @@ class DataConfig:
     pretrain_file: str | None = option(None, "unlabelled texts for --pretrain-epochs: a .txt file (one text per line) or a CSV, JSON, "
                                              "JSON Lines or Parquet file with a text column (default: the training split's texts)",
                                        cli="train")
+    distill_file: str | None = option(None, "with --distill: unlabelled texts that the ensemble labels for the student, beside the "
+                                            "training split (in-domain text the size of what it will judge): a .txt file (one "
+                                            "text per line) or a CSV, JSON, JSON Lines or Parquet file with a text column",
+                                      cli="train")
     stream_shuffle_buffer: int = option(10_000, "with streaming: rows shuffled together each epoch (1: stream order)", low=1, cli=False)
 
     def __post_init__(self) -> None:
@@ -286,6 +290,9 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
     if built["train"].distill and built["train"].distill_from_member and sized:
         raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
                           f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
+    if data.distill_file is not None and not built["train"].distill:
+        raise ConfigError("--distill-file holds texts for the distilled student: add --distill (with --ensemble N, N >= 2), "
+                          "or drop --distill-file.")
     if data.pretrain_file is not None and not built["train"].pretrain_epochs:
         raise ConfigError("--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file.")
     if built["train"].pretrain_epochs and data.streaming and data.pretrain_file is None:

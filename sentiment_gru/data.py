@@ -46,6 +46,7 @@ class LoadedData:
     source: dict[str, Any]  # what was loaded, for config.json and reports
     notes: list[str] = field(default_factory=list)  # skipped rows and other things the user should know
     pretrain: Any = None  # --pretrain-file: a datasets.Dataset of unlabelled texts (`text`), or None
+    transfer: Any = None  # --distill-file: a datasets.Dataset of unlabelled texts (`text`) for the student, or None
 
     @property
     def eval_split(self) -> str:
@@ -206,7 +207,8 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     if need_train and "train" not in raw:
         raise DataError(f"{source['description']} has no train split. Pass --train-file or a dataset with a train split.")
 
-    pretrain = _load_pretrain_texts(config.pretrain_file, config.text_column) if need_train and config.pretrain_file else None
+    pretrain = load_unlabelled_texts(config.pretrain_file, config.text_column, "--pretrain-file") if need_train and config.pretrain_file else None
+    transfer = load_unlabelled_texts(config.distill_file, config.text_column, "--distill-file") if need_train and config.distill_file else None
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
     columns = _column_names(first)
     text_column = detect_column(columns, config.text_column, TEXT_CANDIDATES, "text", source["description"])
@@ -273,14 +275,17 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     source["text_column"], source["label_column"] = text_column, label_column
     if pretrain is not None:
         source["pretrain"] = {"file": config.pretrain_file, "texts": len(pretrain)}
-    return LoadedData(splits=splits, label_names=label_names, source=source, notes=notes, pretrain=pretrain)
+    if transfer is not None:
+        source["distill"] = {"file": config.distill_file, "texts": len(transfer)}
+    return LoadedData(splits=splits, label_names=label_names, source=source, notes=notes, pretrain=pretrain, transfer=transfer)
 
 
-def _load_pretrain_texts(path_str: str, text_column: str | None):
-    """--pretrain-file: unlabelled texts, one per line of a .txt file or the text column of a data file; empty ones dropped."""
+def load_unlabelled_texts(path_str: str, text_column: str | None, flag: str):
+    """--pretrain-file or --distill-file: unlabelled texts, one per line of a .txt file or the text column of a data
+    file; empty ones dropped."""
     import datasets
 
-    path, where = Path(path_str), f"--pretrain-file {path_str}"
+    path, where = Path(path_str), f"{flag} {path_str}"
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise DataError(f"{where}: no such file.")
@@ -290,7 +295,7 @@ def _load_pretrain_texts(path_str: str, text_column: str | None):
             raise DataError(f"{where}: cannot be read as text, one per line ({_first_line(exc)}). Save it as UTF-8.") from None
         column = "text"
     else:
-        ds = _load_file(path_str, "pretrain")
+        ds = _load_file(path_str, flag.removeprefix("--").removesuffix("-file"))
         columns = _column_names(ds)
         column = detect_column(columns, text_column if text_column in columns else None, TEXT_CANDIDATES, "text", where)
     ds = ds.select_columns([column]).filter(lambda batch: [isinstance(t, str) and bool(t.strip()) for t in batch[column]], batched=True)

@@ -114,7 +114,8 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     }
     if result.teacher is not None:
         run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
-                                     "weight": config.train.distill_weight, "copies": config.train.distill_copies}
+                                     "weight": config.train.distill_weight, "copies": config.train.distill_copies,
+                                     **({"unlabelled_texts": data.source["distill"]} if "distill" in data.source else {})}
     if result.pretraining:
         run_facts["pretraining"] = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
                                     "texts": data.source.get("pretrain", "the train split")}

@@ -160,11 +160,14 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                 log.info("the student starts from member %d, the best on validation", best + 1)
             student_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
                                                learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
+            transfer_ids = None if data.transfer is None else TokenIds.from_dataset(
+                encode_dataset(tokenizer, data.transfer, tcfg.num_proc, config.tokenizer.tail_tokens))
             stage_loop = dataclasses.replace(loop, tcfg=student_tcfg,
                                              batches=DistilledBatches(loop.batches, model, encoded["train"], device,
-                                                                      copies=tcfg.distill_copies, seed=seed))
-            log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch)",
-                     seed, len(classifiers), tcfg.distill_weight, tcfg.distill_copies)
+                                                                      copies=tcfg.distill_copies, seed=seed, transfer_ids=transfer_ids))
+            log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch%s)",
+                     seed, len(classifiers), tcfg.distill_weight, tcfg.distill_copies,
+                     "" if transfer_ids is None else f", {len(transfer_ids):,} unlabelled texts from --distill-file")
         elif len(classifiers) > 1:
             log.info("ensemble member %d/%d (seed %d)", k + 1, len(classifiers), seed)
         save = None
@@ -217,28 +220,56 @@ class DistilledBatches:
     that the teacher labels as they are made (Tang et al. 2019, "Distilling task-specific knowledge from BERT into
     simple neural networks"): with probability `ngram_p` a text is cut to a random window of 1 to 5 tokens;
     otherwise each token is replaced by [UNK] with probability `mask_p` and, with the lexicon, by a word of one
-    of its categories (a near-synonym) with probability `swap_p`. The variants of a batch depend only on the
-    epoch and the batch's place in it, so a resumed epoch makes them again exactly.
+    of its categories (a near-synonym) with probability `swap_p`. With `transfer_ids` (unlabelled texts, a transfer
+    set: Hinton et al. 2015), their batches, labelled by the teacher once, are shuffled in among the training
+    batches. The variants of a batch and the place of each transfer batch depend only on the epoch and the batch's
+    place in it, so a resumed epoch makes them again exactly.
     """
 
     def __init__(self, batches: HeldBatches, teacher: nn.Module, train_ids: TokenIds, device: torch.device, copies: int = 0,
-                 mask_p: float = 0.1, swap_p: float = 0.1, ngram_p: float = 0.25, seed: int = 0):
+                 mask_p: float = 0.1, swap_p: float = 0.1, ngram_p: float = 0.25, seed: int = 0,
+                 transfer_ids: TokenIds | None = None):
         self.batches, self.teacher, self.device = batches, teacher, device
         self.copies, self.mask_p, self.swap_p, self.ngram_p, self.seed = copies, mask_p, swap_p, ngram_p, seed
         self.targets = batched_logits(teacher, train_ids, batch_size=256, device=device)  # [train rows, classes]
-        self.steps = batches.steps * (1 + copies)
+        self.transfer = self.transfer_targets = None
+        if transfer_ids is not None:
+            self.transfer = HeldBatches(transfer_ids, np.zeros(len(transfer_ids), dtype=np.int64), batches.batch_size,
+                                        batches.bucket_size, batches.rank, batches.world_size, batches.pad_id)
+            self.transfer_targets = batched_logits(teacher, transfer_ids, batch_size=256, device=device)
+        self.steps = batches.steps * (1 + copies) + (self.transfer.steps if self.transfer is not None else 0)
         self.swaps = _category_words(members(teacher)[0]) if copies and swap_p > 0 else None
 
     def epoch(self, number: int, rng: random.Random, skip: int = 0):
         step = 0
+        for variant in self._mixed(number, rng):
+            if step >= skip:
+                yield variant() if callable(variant) else variant
+            step += 1
+
+    def _mixed(self, number: int, rng: random.Random):
+        """The epoch's batches in order: each training batch followed by its variants (made only when wanted), with
+        the transfer set's batches at places drawn from the epoch's own seed."""
+        own = self._own(number, rng)
+        if self.transfer is None:
+            yield from own
+            return
+        order = np.random.default_rng((self.seed, number)).permutation(np.repeat([0, 1], [self.batches.steps, self.transfer.steps]))
+        transfer = self.transfer.epoch(number, random.Random(f"transfer {self.seed} {number}"))
+        for source in order:
+            if source == 0:
+                for _ in range(1 + self.copies):
+                    yield next(own)
+            else:
+                batch = next(transfer)
+                yield Batch(batch.ids, batch.lengths, batch.labels, None, teacher=self.transfer_targets[torch.from_numpy(batch.rows)])
+
+    def _own(self, number: int, rng: random.Random):
         for index, batch in enumerate(self.batches.epoch(number, rng)):
-            variants = [batch] + [self._variant(batch, number, index, k) for k in range(self.copies)]
-            for variant in variants:
-                if step >= skip:
-                    if variant.teacher is None:
-                        variant.teacher = self.targets[torch.from_numpy(variant.rows)]
-                    yield variant
-                step += 1
+            batch.teacher = self.targets[torch.from_numpy(batch.rows)]
+            yield batch
+            for k in range(self.copies):
+                yield lambda k=k, batch=batch, index=index: self._variant(batch, number, index, k)
 
     @torch.no_grad()
     def _variant(self, batch: Batch, epoch: int, index: int, copy: int) -> Batch:

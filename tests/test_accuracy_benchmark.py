@@ -59,3 +59,13 @@ def test_the_imdb_row_scores_nbsvm_and_the_blend_on_the_same_carved_split(tmp_pa
     assert "NBSVM" in table and "blend of the two" in table and "Wang & Manning" in table
     with pytest.raises(DataError, match=r"--imdb .*: the folder needs train\.csv"):
         accuracy_benchmark.data_config("imdb", "", str(tmp_path / "nowhere"))
+
+
+def test_the_sst2_student_can_learn_from_unlabelled_sentences(sst2_like, tmp_path):
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("".join(f"{row['text']}\n" for row in make_rows(50, seed=3)), encoding="utf-8")
+    overrides = {**TINY, "model": {**TINY["model"], "ensemble_size": 2}, "train": {**TINY["train"], "distill_epochs": 1}}
+    r = accuracy_benchmark.run(["sst2"], [1], str(sst2_like), overrides=overrides, sst2_distill_file=str(sentences))["sst2"]
+    assert r["config"]["data"]["distill_file"] == str(sentences)
+    assert r["config"]["train"]["distill"] and r["config"]["train"]["distill_copies"] == 0
+    assert 0.0 <= r["runs"][0]["ensemble_accuracy"] <= 1.0  # a student was distilled, beside its ensemble

@@ -252,3 +252,66 @@ def test_a_student_can_start_from_the_best_member(tiny_files, tmp_path, capsys):
                                           "drop --student-hidden-size"):
         build_run_config(DataConfig(), model={"ensemble_size": 2},
                          train={"distill": True, "distill_from_member": True, "student_hidden_size": 8})
+
+
+def test_transfer_texts_are_mixed_in_with_the_teachers_labels_and_made_again_exactly():
+    import random
+
+    import torch
+
+    from sentiment_gru.batching import HeldBatches, TokenIds
+    from sentiment_gru.config import ModelConfig
+    from sentiment_gru.model import GRUClassifier
+    from sentiment_gru.training import DistilledBatches
+
+    torch.manual_seed(0)
+    teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()
+    rng = np.random.default_rng(0)
+    ids = TokenIds.from_lists([rng.integers(2, 50, n).tolist() for n in rng.integers(3, 8, 40)])
+    extra_texts = [rng.integers(2, 50, n).tolist() for n in rng.integers(15, 25, 24)]
+    extra = TokenIds.from_lists(extra_texts)
+    batches = HeldBatches(ids, np.ones(40, dtype=np.int64), batch_size=8, bucket_size=5)
+    distilled = DistilledBatches(batches, teacher, ids, torch.device("cpu"), copies=1, transfer_ids=extra)
+    assert distilled.steps == 5 * 2 + 3
+
+    steps = list(distilled.epoch(0, random.Random(0)))
+    assert len(steps) == distilled.steps
+    transfer = [b for b in steps if int(b.lengths.min()) >= 15]  # the training texts are under 8 tokens
+    assert len(transfer) == 3
+    assert sorted(row[:n].tolist() for b in transfer for row, n in zip(b.ids, b.lengths)) == sorted(extra_texts)
+    for batch in transfer:  # labelled by the teacher alone: no rows, so no true label enters the loss
+        assert batch.rows is None
+        with torch.no_grad():
+            torch.testing.assert_close(batch.teacher, teacher(batch.ids, batch.lengths))
+    place = {id(b): i for i, b in enumerate(steps)}
+    own = [b for b in steps if int(b.lengths.max()) < 15]
+    for original, variant in zip(own[0::2], own[1::2]):  # each training batch is still followed by its variant
+        assert original.rows is not None and variant.rows is None and place[id(variant)] == place[id(original)] + 1
+
+    again = list(distilled.epoch(0, random.Random(0), skip=4))  # a resumed epoch: the same batches from step 4 on
+    assert [b.ids.tolist() for b in again] == [b.ids.tolist() for b in steps[4:]]
+    assert [b.ids.tolist() for b in distilled.epoch(1, random.Random(1))] != [b.ids.tolist() for b in steps]
+
+
+def test_distill_file_adds_unlabelled_texts_for_the_student(tiny_files, tmp_path, capsys):
+    texts = tmp_path / "unlabelled.txt"
+    texts.write_text("a quietly moving film with a fine cast\n\nthe plot drags and the jokes fall flat\n" * 20)
+    out = tmp_path / "transfer"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + [a for a in TINY_MODEL_ARGS if a != "--quiet"] + [
+        "--output-dir", str(out), "--ensemble", "2", "--distill", "--distill-epochs", "1", "--distill-copies", "0",
+        "--distill-file", str(texts)]
+    assert train_main(argv) == 0
+    assert "40 unlabelled texts from --distill-file" in capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["distillation"]["unlabelled_texts"] == {"file": str(texts), "texts": 40}
+    assert "on 40 unlabelled texts (unlabelled.txt)" in (out / "README.md").read_text()
+
+    bad = tmp_path / "bad"
+    for extra, message in [([], "--distill-file holds texts for the distilled student: add --distill"),
+                           (["--ensemble", "2", "--distill"], "--distill-file missing.txt: no such file")]:
+        argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
+            "--output-dir", str(bad), *extra, "--distill-file", "missing.txt"]
+        assert train_main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not bad.exists()

@@ -4,6 +4,7 @@ network exactly, the loss falls, and ULMFiT's discriminative rates and gradual u
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,29 @@ def test_bad_pretraining_options_fail_in_one_line_with_exit_2(tiny_files, tmp_pa
 def test_pretraining_a_streamed_split_needs_a_file():
     with pytest.raises(ConfigError, match="--pretrain-file"):
         build_run_config(DataConfig(train_file="t.csv", streaming=True), train={"pretrain_epochs": 1})
+
+
+def test_sentences_script_cuts_texts_into_sentences_for_distill_file(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sentences_script", Path(__file__).resolve().parent.parent / "scripts" / "sentences.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text('text,label\n"A slow start.<br /><br />Then it   soars, and the cast is superb! Why? Too short.",1\n'
+                       '"Dull from the first scene to the last one here.",0\n', encoding="utf-8")
+    out = tmp_path / "sentences.txt"
+    assert script.main([str(reviews), str(out), "--min-words", "3", "--max-words", "6"]) == 0
+    assert out.read_text(encoding="utf-8").splitlines() == ["A slow start."]  # HTML gone; 1, 2, 8 and 10 words dropped
+    assert script.main([str(reviews), str(out), "--min-words", "1"]) == 0
+    assert sorted(out.read_text(encoding="utf-8").splitlines()) == sorted([
+        "A slow start.", "Then it soars, and the cast is superb!", "Why?", "Too short.", "Dull from the first scene to the last one here."])
+    assert script.main([str(reviews), str(out), "--min-words", "1", "--limit", "2", "--seed", "3"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+    good = out.read_text(encoding="utf-8")
+    assert script.main([str(tmp_path / "missing.txt"), str(out)]) == 2
+    assert script.main([str(reviews), str(out), "--min-words", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.txt: no such file" in err and "holds no sentence of 40-50 words" in err
+    assert out.read_text(encoding="utf-8") == good  # a failed run leaves the earlier file as it was
