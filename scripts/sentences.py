@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     datasets.disable_progress_bars()
     try:
-        texts = load_unlabelled_texts(args.source, args.text_column, "source")
+        texts = load_unlabelled_texts(args.source, args.text_column, "source", flag="source")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -207,8 +207,8 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     if need_train and "train" not in raw:
         raise DataError(f"{source['description']} has no train split. Pass --train-file or a dataset with a train split.")
 
-    pretrain = load_unlabelled_texts(config.pretrain_file, config.text_column, "--pretrain-file") if need_train and config.pretrain_file else None
-    transfer = load_unlabelled_texts(config.distill_file, config.text_column, "--distill-file") if need_train and config.distill_file else None
+    pretrain = load_unlabelled_texts(config.pretrain_file, config.text_column, "pretrain") if need_train and config.pretrain_file else None
+    transfer = load_unlabelled_texts(config.distill_file, config.text_column, "distill") if need_train and config.distill_file else None
     first = raw["train"] if "train" in raw else next(iter(raw.values()))
     columns = _column_names(first)
     text_column = detect_column(columns, config.text_column, TEXT_CANDIDATES, "text", source["description"])
@@ -280,11 +280,12 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     return LoadedData(splits=splits, label_names=label_names, source=source, notes=notes, pretrain=pretrain, transfer=transfer)
 
 
-def load_unlabelled_texts(path_str: str, text_column: str | None, flag: str):
-    """--pretrain-file or --distill-file: unlabelled texts, one per line of a .txt file or the text column of a data
-    file; empty ones dropped."""
+def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, flag: str | None = None):
+    """--pretrain-file or --distill-file (`split` pretrain or distill; errors name `flag`, default --SPLIT-file):
+    unlabelled texts, one per line of a .txt file or the text column of a data file; empty ones dropped."""
     import datasets
 
+    flag = flag or f"--{split}-file"
     path, where = Path(path_str), f"{flag} {path_str}"
     if path.suffix.lower() == ".txt":
         if not path.is_file():
@@ -295,7 +296,7 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, flag: str):
             raise DataError(f"{where}: cannot be read as text, one per line ({_first_line(exc)}). Save it as UTF-8.") from None
         column = "text"
     else:
-        ds = _load_file(path_str, flag.removeprefix("--").removesuffix("-file"))
+        ds = _load_file(path_str, split, flag=flag)
         columns = _column_names(ds)
         column = detect_column(columns, text_column if text_column in columns else None, TEXT_CANDIDATES, "text", where)
     ds = ds.select_columns([column]).filter(lambda batch: [isinstance(t, str) and bool(t.strip()) for t in batch[column]], batched=True)
@@ -333,11 +334,11 @@ def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return splits, {"kind": "files", "files": {s: str(p) for s, p in files.items() if p}, "description": f"the files ({names})"}
 
 
-def _load_file(path_str: str, split: str, streaming: bool = False):
+def _load_file(path_str: str, split: str, streaming: bool = False, flag: str | None = None):
     import datasets
 
     path = Path(path_str)
-    flag = f"--{split}-file"
+    flag = flag or f"--{split}-file"
     if not path.is_file():
         raise DataError(f"{flag} {path_str}: no such file.")
     suffix = path.suffix.lower()

@@ -200,7 +200,9 @@ def test_sentences_script_cuts_texts_into_sentences_for_distill_file(tmp_path, c
 
     good = out.read_text(encoding="utf-8")
     assert script.main([str(tmp_path / "missing.txt"), str(out)]) == 2
+    assert script.main([str(tmp_path / "missing.csv"), str(out)]) == 2
     assert script.main([str(reviews), str(out), "--min-words", "40"]) == 2
     err = capsys.readouterr().err
     assert "missing.txt: no such file" in err and "holds no sentence of 40-50 words" in err
+    assert f"error: source {tmp_path / 'missing.csv'}: no such file." in err  # named as the script's argument, not a flag
     assert out.read_text(encoding="utf-8") == good  # a failed run leaves the earlier file as it was
