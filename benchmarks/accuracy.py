@@ -75,10 +75,12 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run(datasets: list[str], seeds: list[int], sst2: str, overrides: dict[str, dict[str, Any]] | None = None,
-        progress: bool | None = False, imdb: str | None = None, sst2_distill_file: str | None = None) -> dict[str, Any]:
+        progress: bool | None = False, imdb: str | None = None, sst2_distill_file: str | None = None,
+        keep_models: Path | None = None) -> dict[str, Any]:
     """Train each dataset's preset once per seed; return per-run figures and mean/std per dataset. With
     `sst2_distill_file`, the SST-2 student also learns the ensemble's outputs on those unlabelled texts, in place of
-    made-up variants of the training texts."""
+    made-up variants of the training texts. With `keep_models`, each run's model folder is kept there as
+    `<dataset>-seed<S>` (for evaluating or predicting with it afterwards); otherwise it is thrown away."""
     overrides = overrides or {}
     results: dict[str, Any] = {}
     for name in datasets:
@@ -96,8 +98,9 @@ def run(datasets: list[str], seeds: list[int], sst2: str, overrides: dict[str, d
             log.info("%s: preset %s, seed %d", bench.name, bench.preset, seed)
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
-                metrics = train_and_save(config, Path(tmp) / "model", progress=progress)
-                weights = (Path(tmp) / "model" / MODEL_FILE).stat().st_size
+                folder = keep_models / f"{name}-seed{seed}" if keep_models else Path(tmp) / "model"
+                metrics = train_and_save(config, folder, progress=progress)
+                weights = (folder / MODEL_FILE).stat().st_size
             seconds = time.perf_counter() - started
             if metrics["split"] != bench.split:
                 raise DataError(f"{bench.name}: expected scores on the {bench.split} split, got {metrics['split']}.")

@@ -8,6 +8,7 @@ scored on the same split in the same run; prints a Markdown table (mean ± std) 
     $ python scripts/benchmark_accuracy.py --sst2 path/to/sst2            # folder with train.csv, validation.csv
     $ python scripts/benchmark_accuracy.py --datasets default --seeds 13   # one run
     $ python scripts/benchmark_accuracy.py --datasets imdb --imdb path/to/imdb   # the reviews preset on IMDB
+    $ python scripts/benchmark_accuracy.py --datasets imdb --imdb path/to/imdb --keep-models runs/   # keep the models
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--imdb", help="IMDB: a folder with train.csv (text,label); adds the imdb row")
     parser.add_argument("--sst2-distill-file", help="unlabelled sentences for the SST-2 student (--distill-file), in place of its "
                                                     "made-up variants (--distill-copies 0); make them with scripts/sentences.py")
+    parser.add_argument("--keep-models", type=Path, metavar="DIR",
+                        help="keep each run's model folder as DIR/<dataset>-seed<S> (default: thrown away)")
     parser.add_argument("--output", type=Path, default=Path("artifacts/benchmark_accuracy.json"))
     args = parser.parse_args(argv)
     args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
@@ -50,7 +53,7 @@ def main(argv=None) -> int:
     datasets.disable_progress_bars()  # the epoch lines are the progress worth reading here
     try:
         results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb,
-                                           sst2_distill_file=args.sst2_distill_file)
+                                           sst2_distill_file=args.sst2_distill_file, keep_models=args.keep_models)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
