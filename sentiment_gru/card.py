@@ -48,6 +48,15 @@ def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(_body(config, metrics, name)) + "\n"
 
 
+def _length_rule(tokenizer: dict[str, Any]) -> str:
+    """How much of a long text the model reads, from config.json's tokenizer section."""
+    length, tail = tokenizer.get("predict_length") or tokenizer.get("max_length"), tokenizer.get("tail_tokens", 0)
+    trained = f" (trained on texts cut at {tokenizer['max_length']})" if length != tokenizer.get("max_length") else ""
+    if tail:
+        return f"texts are cut at {length} tokens, a longer text's first {length - tail} and last {tail}{trained}"
+    return f"texts are cut at {length} tokens, a longer text's first {length}{trained}"
+
+
 def _dataset(source: dict[str, Any]) -> tuple[str, str]:
     """The model-index's dataset name and type: a hub dataset's id, the default corpus's name, or the training file's."""
     if source.get("kind") == "files":
@@ -79,8 +88,8 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     trained = [
         f"- Data: {source.get('description', '-')} ({sizes}).",
         f"- Tokenizer: {tokenizer.get('kind', '-').upper()} trained on the train split, vocabulary {model.get('vocab_size', 0):,}"
-        f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; texts cut at "
-        f"{tokenizer.get('max_length')} tokens.",
+        f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; "
+        f"{_length_rule(tokenizer)}.",
         f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
         f"dropout {model.get('dropout')}, token dropout {model.get('embedding_dropout')}.",
         f"- Training: AdamW, learning rate {train.get('learning_rate')}, batch {train.get('batch_size')}, up to "
@@ -136,7 +145,7 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         "other languages are tokenized but not understood.",
         f"- Domain: {source.get('description', 'its training data')}. Expect lower accuracy on other kinds of text "
         "(product reviews, social media, support tickets) until it is retrained on them.",
-        f"- Length: texts are cut at {tokenizer.get('max_length')} tokens; only their start is read.",
+        f"- Length: {_length_rule(tokenizer)}; the rest of a longer text is not read.",
         "- It reads words, not world knowledge: sarcasm, and verdicts that hinge on one clause late in a long text, "
         "are its usual mistakes (the report lists its most confident ones).",
     ]

@@ -137,6 +137,19 @@ def test_model_card_loads_with_huggingface_hub_and_matches_the_metrics(trained_d
     assert f"{metrics['baseline']['accuracy']:.4f}" in text and "texts are cut at" in text
 
 
+def test_model_card_says_which_part_of_a_long_text_is_read(trained_dir):
+    from sentiment_gru.card import card_text
+
+    config = json.loads((trained_dir / "config.json").read_text())
+    metrics = json.loads((trained_dir / "metrics.json").read_text())
+    length = config["tokenizer"]["max_length"]
+    assert f"texts are cut at {length} tokens, a longer text's first {length};" in card_text(config, metrics, "m")
+    config["tokenizer"]["tail_tokens"] = 2
+    text = card_text(config, metrics, "m")
+    assert f"texts are cut at {length} tokens, a longer text's first {length - 2} and last 2;" in text
+    assert "only their start is read" not in text
+
+
 @pytest.mark.network
 def test_model_card_passes_the_hubs_validation(trained_dir):
     from huggingface_hub import ModelCard
