@@ -84,6 +84,9 @@ class TokenizerConfig:
     max_length: int = option(256, "tokens kept per text", low=1, high=MAX_SEQUENCE_LENGTH)
     tail_tokens: int = option(0, "of a text longer than --max-length, tokens kept from its end (the rest from its start; "
                                  "0: its start only)", low=0, high=MAX_SEQUENCE_LENGTH)
+    predict_length: int = option(0, "tokens read per text when evaluating and predicting, the last --tail-tokens of them "
+                                    "from its end (0: --max-length); more than --max-length lets a model trained on cut "
+                                    "texts read whole ones", low=0, high=MAX_SEQUENCE_LENGTH)
     strip_html: bool = option(False, "replace HTML tags such as <br /> with a space (done by the tokenizer, so prediction does it too)")
     lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
                                   "(sentiment_gru.lexicon; on in the snippets and treebank presets)")
@@ -93,6 +96,14 @@ class TokenizerConfig:
         if self.tail_tokens > self.max_length:
             raise ConfigError(f"The 'tail_tokens' parameter of TokenizerConfig must be at most max_length ({self.max_length}). "
                               f"Got {self.tail_tokens} instead.")
+        if self.predict_length and self.predict_length < self.max_length:
+            raise ConfigError(f"The 'predict_length' parameter of TokenizerConfig must be 0 or at least max_length "
+                              f"({self.max_length}). Got {self.predict_length} instead.")
+
+    @property
+    def read_length(self) -> int:
+        """Tokens read per text when evaluating and predicting: what the saved tokenizer keeps."""
+        return self.predict_length or self.max_length
 
 
 @dataclass

@@ -183,7 +183,7 @@ def export_folder(path: str | Path, check_texts: int = 64, seed: int = 0) -> Pat
     def write(staging: Path) -> None:
         export_onnx(loaded.model, staging / ONNX_FILE)
         if importlib.util.find_spec("onnxruntime") is not None:
-            _check_parity(loaded.model, staging / ONNX_FILE, check_texts, seed, loaded.config["tokenizer"]["max_length"])
+            _check_parity(loaded.model, staging / ONNX_FILE, check_texts, seed, loaded.tokenizer.truncation["max_length"])
 
     rewrite_folder(path, path, write)
     return Path(path) / ONNX_FILE

@@ -17,8 +17,9 @@ HTML_TAG = r"</?[A-Za-z][^<>]{0,40}>"  # <br />, <i>, </p>: markup that scraped 
 
 
 def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
-    """Train a BPE or WordPiece tokenizer on `texts`, truncating to `config.max_length`; with
-    `config.lexicon`, the lexicon's common words are added as whole-word tokens."""
+    """Train a BPE or WordPiece tokenizer on `texts`, truncating to `config.read_length` (what evaluation and
+    prediction read; `for_training` cuts training texts shorter); with `config.lexicon`, the lexicon's common words
+    are added as whole-word tokens."""
     special = [PAD_TOKEN, UNK_TOKEN]
     if config.kind == "bpe":
         # No word-piece prefix or suffix: with one, tokenizers assigns ids in hash-map order and the
@@ -47,8 +48,18 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
         from .lexicon import add_lexicon_tokens, load_lexicon
 
         add_lexicon_tokens(tokenizer, load_lexicon())
-    tokenizer.enable_truncation(max_length=config.max_length)
+    tokenizer.enable_truncation(max_length=config.read_length)
     return tokenizer
+
+
+def for_training(tokenizer: Tokenizer, config: TokenizerConfig) -> Tokenizer:
+    """`tokenizer`, or where evaluation and prediction read longer texts (`config.predict_length`), a copy that cuts
+    training texts at `config.max_length`."""
+    if config.read_length == config.max_length:
+        return tokenizer
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.enable_truncation(max_length=config.max_length)
+    return copy
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:

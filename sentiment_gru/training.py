@@ -27,7 +27,7 @@ from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
 from .pretraining import layer_groups, pretrain
 from .schedule import Progress, warmup_linear
-from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, train_tokenizer
+from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, for_training, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,11 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     resumed = checkpoints.resumed if checkpoints is not None else None
     lexicon = load_lexicon() if config.tokenizer.lexicon else None  # a missing or changed lexicon fails here, before any training
 
-    tokenizer = _tokenizer(config, data, dist, resumed)
+    tokenizer = _tokenizer(config, data, dist, resumed)  # cuts texts where evaluation and prediction do
+    training_tokenizer = for_training(tokenizer, config.tokenizer)  # where training reads less (--predict-length)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
-        encoded = {split: TokenIds.from_dataset(encode_dataset(tokenizer, ds, tcfg.num_proc, config.tokenizer.tail_tokens))
+        encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else tokenizer, ds, tcfg.num_proc,
+                                                               config.tokenizer.tail_tokens))
                    for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
     model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
@@ -109,7 +111,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         f" in each of {len(classifiers)} ensemble members" if len(classifiers) > 1 else "", model_config.vocab_size, device,
         model_config.gru_impl, resolve_precision(tcfg.precision, device),
     )
-    loop = Loop(batches=_training_batches(data, encoded, labels, tokenizer, config, dist), val_ids=encoded["validation"],
+    loop = Loop(batches=_training_batches(data, encoded, labels, training_tokenizer, config, dist), val_ids=encoded["validation"],
                 val_labels=labels["validation"], tcfg=tcfg, device=device, dist=dist, progress=progress if dist.is_main else False,
                 checkpoints=checkpoints)
 
@@ -122,7 +124,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     pretrain_state = resumed.get("pretrain_state") if resumed is not None else None  # stopped while pretraining
     if tcfg.pretrain_epochs and (resumed is None or pretrain_state is not None):
         pretrain_ids = encoded["train"] if data.pretrain is None else TokenIds.from_dataset(
-            encode_dataset(tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
+            encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
         save_pretraining = None
         if checkpoints is not None and dist.is_main:
             def save_pretraining(state: dict) -> None:
@@ -161,7 +163,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
             student_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
                                                learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
             transfer_ids = None if data.transfer is None else TokenIds.from_dataset(
-                encode_dataset(tokenizer, data.transfer, tcfg.num_proc, config.tokenizer.tail_tokens))
+                encode_dataset(training_tokenizer, data.transfer, tcfg.num_proc, config.tokenizer.tail_tokens))
             stage_loop = dataclasses.replace(loop, tcfg=student_tcfg,
                                              batches=DistilledBatches(loop.batches, model, encoded["train"], device,
                                                                       copies=tcfg.distill_copies, seed=seed, transfer_ids=transfer_ids))

@@ -11,7 +11,7 @@ from sentiment_gru import SentimentClassifier
 from sentiment_gru.cli import train_main
 from sentiment_gru.config import TokenizerConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.tokenization import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, train_tokenizer
+from sentiment_gru.tokenization import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, for_training, train_tokenizer
 
 TEXTS = [r["text"] for r in make_rows(200, seed=4)] + ["good bad " * 50]
 
@@ -67,3 +67,37 @@ def test_a_model_trained_with_tail_tokens_predicts_with_them(tiny_files, tmp_pat
     assert len(ids) == 16 and len(end) < 6 and ids[-len(end):] == end
     explained = clf.explain_details(text)["explanation"]
     assert [e["token"] for e in explained][-2:] == ["is", "wonderful"]
+
+
+def test_predict_length_cannot_be_shorter_than_the_training_length():
+    with pytest.raises(ConfigError, match=r"'predict_length' parameter of TokenizerConfig must be 0 or at least max_length \(20\)\. Got 10"):
+        TokenizerConfig(max_length=20, predict_length=10)
+
+
+def test_training_cuts_texts_shorter_than_prediction_reads_them():
+    config = TokenizerConfig(vocab_size=300, max_length=20, predict_length=40, tail_tokens=5)
+    tok = train_tokenizer(TEXTS, config)
+    text = " ".join(["good"] * 300 + ["bad"] * 300)
+    assert tok.truncation["max_length"] == 40, "the saved tokenizer reads what prediction reads"
+    training = for_training(tok, config)
+    assert [len(ids) for ids in encode(training, [text], 5) + encode(tok, [text], 5)] == [20, 40]
+    assert tok.truncation["max_length"] == 40, "the copy leaves the tokenizer as it was"
+    plain = TokenizerConfig(vocab_size=300, max_length=20)
+    assert for_training(tok, plain) is tok
+
+
+def test_a_model_trained_on_cut_texts_reads_whole_ones_when_predicting(tiny_files, tmp_path):
+    out = tmp_path / "model"
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
+        "--output-dir", str(out), "--max-length", "8", "--predict-length", "16", "--tail-tokens", "4"]
+    assert train_main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"]["max_length"] == 8 and config["tokenizer"]["predict_length"] == 16
+    clf = SentimentClassifier.from_pretrained(out, backend="torch")
+    text = "the film is quite the story " * 20 + "and it is wonderful"
+    ids, end = clf.encode([text])[0], clf.encode(["it is wonderful"])[0]
+    assert len(ids) == 16 and ids[-len(end):] == end
+    assert "texts are cut at 16 tokens, a longer text's first 12 and last 4 (trained on texts cut at 8)" in (out / "README.md").read_text()
+    assert train_main([f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
+        "--output-dir", str(tmp_path / "bad"), "--max-length", "8", "--predict-length", "4"]) == 2
+    assert not (tmp_path / "bad").exists()
