@@ -50,11 +50,11 @@ def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str
 
 def _length_rule(tokenizer: dict[str, Any]) -> str:
     """How much of a long text the model reads, from config.json's tokenizer section."""
-    length, tail = tokenizer.get("predict_length") or tokenizer.get("max_length"), tokenizer.get("tail_tokens", 0)
-    trained = f" (trained on texts cut at {tokenizer['max_length']})" if length != tokenizer.get("max_length") else ""
-    if tail:
-        return f"texts are cut at {length} tokens, a longer text's first {length - tail} and last {tail}{trained}"
-    return f"texts are cut at {length} tokens, a longer text's first {length}{trained}"
+    trained_on, tail = tokenizer.get("max_length"), tokenizer.get("tail_tokens", 0)
+    length = tokenizer.get("predict_length") or trained_on  # TokenizerConfig.read_length
+    kept = f"first {length - tail} and last {tail}" if tail else f"first {length}"
+    trained = f" (trained on texts cut at {trained_on})" if length != trained_on else ""
+    return f"texts are cut at {length} tokens, a longer text's {kept}{trained}"
 
 
 def _dataset(source: dict[str, Any]) -> tuple[str, str]:
