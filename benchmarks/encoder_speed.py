@@ -24,7 +24,7 @@ from sentiment_gru import kernels
 from sentiment_gru.batching import bucketed_batches, collate
 from sentiment_gru.config import ModelConfig
 from sentiment_gru.distributed import resolve_device
-from sentiment_gru.encoder import BiGRUEncoder
+from sentiment_gru.encoder import BiGRUEncoder, resolve_impl
 from sentiment_gru.errors import ConfigError
 from sentiment_gru.model import GRUClassifier
 from sentiment_gru.precision import autocast, fast_bf16, resolve_precision
@@ -169,7 +169,7 @@ def training_epoch(
     embed_size: int = 128,
     hidden_size: int = 128,
     num_layers: int = 2,
-    impl: str = "fast",
+    impl: str = "auto",
     device: str = "cpu",
     precision: str = "auto",
     seed: int = 0,
@@ -181,6 +181,7 @@ def training_epoch(
     """
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
+    impl = resolve_impl(impl, dev)
     if num_texts < 1 or batch_size < 1:
         raise ConfigError(f"num_texts and batch_size must be positive. Got {num_texts} and {batch_size}.")
     torch.manual_seed(seed)

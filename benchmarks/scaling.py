@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 
 
-def train_command(processes: int, args: list[str]) -> list[str]:
-    """The training command for `processes` processes on this machine: torchrun for several, plain python for one."""
-    if processes == 1:
+def train_command(processes: int, args: list[str], torchrun: bool = False) -> list[str]:
+    """The training command for `processes` processes on this machine: torchrun for several (or for one, with
+    `torchrun`), plain python for one."""
+    if processes == 1 and not torchrun:
         return [sys.executable, str(TRAIN_SCRIPT), *args]
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -36,13 +37,13 @@ def train_command(processes: int, args: list[str]) -> list[str]:
             str(TRAIN_SCRIPT), *args]
 
 
-def run_training(processes: int, threads: int, args: list[str]) -> dict[str, Any]:
+def run_training(processes: int, threads: int, args: list[str], torchrun: bool = False) -> dict[str, Any]:
     """Run one training command with `threads` torch threads per process; its wall time, history and config."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model"
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         started = time.perf_counter()
-        done = subprocess.run(train_command(processes, [*args, "--output-dir", str(out), "--quiet"]), env=env,
+        done = subprocess.run(train_command(processes, [*args, "--output-dir", str(out), "--quiet"], torchrun), env=env,
                               capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
@@ -54,19 +55,21 @@ def run_training(processes: int, threads: int, args: list[str]) -> dict[str, Any
 
 
 def throughput(train_file: str, validation_file: str, layouts: list[tuple[int, int]], global_batch: int, device: str,
-               extra: list[str]) -> list[dict[str, Any]]:
-    """One training epoch per layout (processes x threads), all with the same global batch; tokens/s of the epoch."""
+               extra: list[str], torchrun: bool = False) -> list[dict[str, Any]]:
+    """One training epoch per layout (processes x threads), all with the same global batch; tokens/s of the epoch.
+    With `torchrun`, a one-process layout is launched through torchrun too (as `torchrun --nproc_per_node=1`)."""
     rows = []
     for processes, threads in layouts:
         if global_batch % processes:
             raise ValueError(f"global batch {global_batch} does not divide among {processes} processes")
         args = ["--train-file", train_file, "--validation-file", validation_file, "--label-names", "negative,positive",
                 "--epochs", "1", "--batch-size", str(global_batch // processes), "--device", device, *extra]
-        run = run_training(processes, threads, args)
+        run = run_training(processes, threads, args, torchrun)
         epoch = run["history"]["epochs"][0]
         rows.append({
             "processes": processes, "threads_per_process": threads, "batch_per_process": global_batch // processes,
-            "global_batch": global_batch, "epoch_seconds": round(epoch["seconds"], 2),
+            "global_batch": global_batch, "launcher": "torchrun" if processes > 1 or torchrun else "python",
+            "epoch_seconds": round(epoch["seconds"], 2),
             "tokens_per_second": round(epoch["tokens_per_second"]), "val_accuracy": round(epoch["val_accuracy"], 4),
             "command_wall_seconds": round(run["wall_seconds"], 2), "device": run["config"]["device"],
         })

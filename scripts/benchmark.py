@@ -6,7 +6,8 @@ batch 64, lengths uniform in [max/2, max], E = H = 128, 2 layers, bidirectional)
     $ python scripts/benchmark.py --threads 1
     $ python scripts/benchmark.py --lengths 32 256 --repeats 5 --output artifacts/bench.json
 
-One training epoch (25,000 random-token texts with IMDB-like lengths, AdamW, fast impl):
+One training epoch (25,000 random-token texts with IMDB-like lengths, AdamW; the encoder training would use on
+the device: the fast path on the CPU, cuDNN on a GPU):
 
     $ python scripts/benchmark.py --epoch --threads 1
 
@@ -47,9 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ensemble-artifacts", type=Path, help="for --inference: an ensemble's model folder (--preset snippets --no-distill)")
     parser.add_argument("--repeat", type=int, default=16, help="for --inference: times the 1,276 test texts are repeated")
     parser.add_argument("--epoch-texts", type=int, default=25_000, help="texts in the epoch")
-    parser.add_argument("--impl", default="fast", choices=["fast", "packed"], help="encoder for --epoch")
+    parser.add_argument("--impl", default="auto", choices=["auto", "fast", "packed"],
+                        help="encoder for --epoch (auto: as training picks it, fast on the CPU and packed/cuDNN on a GPU)")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="training precision for --epoch (auto: bf16 on a GPU, fp32 on the CPU, as training does)")
+                        help="training precision for --epoch (auto: fp32, as training does)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON file (default artifacts/benchmark.json, or artifacts/benchmark_epoch.json)")
     return parser.parse_args(argv)

@@ -3,7 +3,7 @@
     $ python scripts/benchmark_scaling.py throughput --train-file ../shared/data/sst2/train.csv \
           --validation-file ../shared/data/sst2/validation.csv --layouts 1x2 2x1 --output scaling.json
     $ python scripts/benchmark_scaling.py streaming-memory --lines 2000000 --output streaming.json
-    $ python scripts/benchmark_scaling.py throughput ... --layouts 1x8 --device cuda   # one GPU through torchrun
+    $ python scripts/benchmark_scaling.py throughput ... --layouts 1x8 --device cuda --torchrun   # one GPU through torchrun
 
 `throughput` trains one epoch per layout (PROCESSESxTHREADS; several processes run
 under torchrun with gloo, or NCCL on CUDA) with the same global batch and reports
@@ -35,6 +35,7 @@ def main(argv=None):
     p.add_argument("--layouts", nargs="+", default=["1x2", "2x1"], help="PROCESSESxTHREADS (default: %(default)s)")
     p.add_argument("--global-batch", type=int, default=64, help="texts per optimisation step over all processes (default: %(default)s)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--torchrun", action="store_true", help="launch one-process layouts through torchrun too (--nproc_per_node=1)")
     p = commands.add_parser("streaming-memory", help="peak memory of a --streaming run on synthetic JSON Lines")
     p.add_argument("--lines", type=int, default=2_000_000)
     p.add_argument("--threads", type=int, default=2)
@@ -44,7 +45,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "throughput":
         layouts = [tuple(int(n) for n in layout.split("x")) for layout in args.layouts]
-        result = {"throughput": throughput(args.train_file, args.validation_file, layouts, args.global_batch, args.device, [])}
+        result = {"throughput": throughput(args.train_file, args.validation_file, layouts, args.global_batch, args.device, [],
+                                              args.torchrun)}
     else:
         keep = Path(args.keep_data) if args.keep_data else None
         result = {"streaming_memory": streaming_memory(args.lines, STREAMING_MODEL, args.threads, keep), "model": STREAMING_MODEL}

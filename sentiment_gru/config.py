@@ -158,7 +158,7 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda", choices=DEVICES)
     num_proc: int = option(1, "processes that tokenize the data (datasets.map)", low=1, high=256)
     precision: str = option("auto", "fp32, or bf16 mixed precision (autocast; the GRU recurrence stays fp32 on the CPU); "
-                                    "auto: bf16 on GPUs that support it, fp32 on the CPU", choices=PRECISIONS)
+                                    "auto: fp32, measured faster than bf16 for this model on GPUs and CPUs", choices=PRECISIONS)
     blend_nbsvm: bool = option(False, "also report a blend of the model with an NBSVM fitted on the same train split (its share "
                                       "fitted on validation), beside the model alone; the model folder holds the model alone")
     distill: bool = option(False, "after the ensemble, train one student network to match its outputs and ship the student "
