@@ -177,7 +177,8 @@ def training_epoch(
     """Wall time of one epoch (forward + backward + AdamW step) over random-token IMDB-like texts.
 
     The model is the project's classifier (default pooling and dropout); batches come from the
-    training loop's own bucketing and padding, so the collate share is the real pipeline's.
+    training loop's own bucketing and padding, so the collate share is the real pipeline's, and
+    malloc keeps freed memory as it does while training (`kernels.reusing_freed_memory`).
     """
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
@@ -196,22 +197,23 @@ def training_epoch(
     loss_fn = nn.CrossEntropyLoss()
     collate_s = step_s = 0.0
     start = time.perf_counter()
-    for k, batch in enumerate(batches):
-        t0 = time.perf_counter()
-        ids, lens = collate([texts[i] for i in batch])
-        t1 = time.perf_counter()
-        with autocast(precision, dev):
-            logits = model(ids.to(dev), lens)
-        loss = loss_fn(logits.float(), labels[batch].to(dev))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        _sync(dev)
-        t2 = time.perf_counter()
-        collate_s += t1 - t0
-        step_s += t2 - t1
-        if (k + 1) % 50 == 0:
-            logger.info("batch %d/%d, %.0f s", k + 1, len(batches), t2 - start)
+    with kernels.reusing_freed_memory():  # as the training loop runs its epochs
+        for k, batch in enumerate(batches):
+            t0 = time.perf_counter()
+            ids, lens = collate([texts[i] for i in batch])
+            t1 = time.perf_counter()
+            with autocast(precision, dev):
+                logits = model(ids.to(dev), lens)
+            loss = loss_fn(logits.float(), labels[batch].to(dev))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _sync(dev)
+            t2 = time.perf_counter()
+            collate_s += t1 - t0
+            step_s += t2 - t1
+            if (k + 1) % 50 == 0:
+                logger.info("batch %d/%d, %.0f s", k + 1, len(batches), t2 - start)
     wall = time.perf_counter() - start
     tokens = sum(lengths)
     return {

@@ -22,6 +22,7 @@ from .config import ModelConfig, RunConfig, TrainConfig
 from .data import LoadedData
 from .distributed import SINGLE, Dist, resolve_device
 from .errors import TrainingError
+from .kernels import reusing_freed_memory
 from .lexicon import Lexicon, lexicon_table, load_lexicon
 from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
@@ -130,8 +131,9 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
             def save_pretraining(state: dict) -> None:
                 checkpoints.save({"member": 0, "finished": [], "history": [], "best_epochs": [], "pretrain_state": state,
                                   "tokenizer": tokenizer.to_str(), "fit": None}, tokenizer)
-        pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress,
-                               checkpoints=checkpoints, save=save_pretraining, resume=pretrain_state)
+        with reusing_freed_memory():
+            pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress,
+                                   checkpoints=checkpoints, save=save_pretraining, resume=pretrain_state)
         pretrained = copy.deepcopy(classifiers[0].state_dict())
     elif resumed is not None:
         pretrained, pretraining = resumed.get("pretrained"), resumed.get("pretraining", [])
@@ -179,8 +181,9 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                              "best_epochs": best_epochs, "pretrained": pretrained, "pretraining": pretraining}
                 checkpoints.save({**run_state, "tokenizer": tokenizer.to_str(), "fit": fit_state}, tokenizer)
         try:
-            member_history, best_epoch = _fit(member, stage_loop, seed, save=save,
-                                              resume=resumed["fit"] if resumed is not None and k == first else None)
+            with reusing_freed_memory():
+                member_history, best_epoch = _fit(member, stage_loop, seed, save=save,
+                                                  resume=resumed["fit"] if resumed is not None and k == first else None)
         except torch.OutOfMemoryError:
             raise TrainingError(
                 f"Out of {device.type.upper()} memory with --batch-size {tcfg.batch_size} and --max-length {config.tokenizer.max_length}: "

@@ -1,5 +1,7 @@
-"""BiGRUEncoder: the fast path against nn.GRU on packed sequences, and both against the GRU equations."""
+"""BiGRUEncoder: the fast path against nn.GRU on packed sequences, and both against the GRU equations; its kernels and memory."""
 
+import ctypes
+import platform
 import subprocess
 import sys
 
@@ -388,3 +390,29 @@ def test_state_dict_is_nn_gru_keys_and_loads_across_impls(tmp_path):
     with torch.no_grad():
         for a, b in zip(trained(x, lengths), loaded(x, lengths)):
             torch.testing.assert_close(a, b, **TOL)
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mapped_blocks_while_holding(nbytes: int = 64 << 20) -> int:
+    """glibc's count of blocks it mapped from the kernel, read while a tensor of `nbytes` is held."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _Mallinfo2
+    tensor = torch.empty(nbytes, dtype=torch.uint8)
+    blocks = libc.mallinfo2().hblks
+    del tensor
+    return blocks
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or sys.platform != "linux", reason="glibc's malloc settings")
+def test_training_reuses_freed_memory_for_large_tensors_and_sets_malloc_back_after(monkeypatch):
+    outside = _mapped_blocks_while_holding()
+    with kernels.reusing_freed_memory():
+        assert _mapped_blocks_while_holding() == outside - 1  # from the heap, kept for the next step
+    assert _mapped_blocks_while_holding() == outside  # mapped again after the block
+    monkeypatch.setenv("SENTIMENT_GRU_KEEP_MEMORY", "0")
+    with kernels.reusing_freed_memory():
+        assert _mapped_blocks_while_holding() == outside
