@@ -412,6 +412,9 @@ def test_training_reuses_freed_memory_for_large_tensors_and_sets_malloc_back_aft
     outside = _mapped_blocks_while_holding()
     with kernels.reusing_freed_memory():
         assert _mapped_blocks_while_holding() == outside - 1  # from the heap, kept for the next step
+        with kernels.reusing_freed_memory():  # a block inside another leaves the setting to the outer one
+            pass
+        assert _mapped_blocks_while_holding() == outside - 1
     assert _mapped_blocks_while_holding() == outside  # mapped again after the block
     monkeypatch.setenv("SENTIMENT_GRU_KEEP_MEMORY", "0")
     with kernels.reusing_freed_memory():
