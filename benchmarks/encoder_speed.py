@@ -20,14 +20,14 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from sentiment_gru import kernels
-from sentiment_gru.batching import bucketed_batches, collate
+from sentiment_gru.model import kernels
+from sentiment_gru.data.batching import bucketed_batches, collate
 from sentiment_gru.config import ModelConfig
-from sentiment_gru.distributed import resolve_device
-from sentiment_gru.encoder import BiGRUEncoder, resolve_impl
+from sentiment_gru.train.distributed import resolve_device
+from sentiment_gru.model.encoder import BiGRUEncoder, resolve_impl
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.model import GRUClassifier
-from sentiment_gru.precision import autocast, fast_bf16, resolve_precision
+from sentiment_gru.model.classifier import GRUClassifier
+from sentiment_gru.train.precision import autocast, fast_bf16, resolve_precision
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def default_corpus_texts(repeat: int) -> tuple[list[str], list[str], list[int]]:
     """The default corpus's test texts repeated `repeat` times, and its train texts and labels (for the baseline)."""
     from sentiment_gru.config import DataConfig
-    from sentiment_gru.data import load_data
+    from sentiment_gru.data.load import load_data
 
     data = load_data(DataConfig())
     return list(data.splits["test"]["text"]) * repeat, list(data.splits["train"]["text"]), list(data.splits["train"]["label"])

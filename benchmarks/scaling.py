@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sentiment_gru.synthetic import write_jsonl
+from sentiment_gru.data.synthetic import write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

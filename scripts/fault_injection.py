@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sentiment_gru.artifacts import load_model, save_atomically  # noqa: E402
+from sentiment_gru.inference.folder import load_model, save_atomically  # noqa: E402
 from sentiment_gru.cli import train_main  # noqa: E402
 from sentiment_gru.errors import UserError  # noqa: E402
-from sentiment_gru.synthetic import make_rows, write_csv  # noqa: E402
+from sentiment_gru.data.synthetic import make_rows, write_csv  # noqa: E402
 
 ARGS = ["--epochs", "4", "--patience", "4", "--batch-size", "8", "--vocab-size", "200", "--embedding-dim", "16",
         "--hidden-size", "16", "--learning-rate", "0.01", "--quiet"]

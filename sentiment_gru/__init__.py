@@ -16,7 +16,7 @@ __all__ = ["SentimentClassifier", "__version__"]
 
 def __getattr__(name: str):
     if name == "SentimentClassifier":
-        from .predict import SentimentClassifier
+        from .inference.classifier import SentimentClassifier
 
         return SentimentClassifier
     raise AttributeError(f"module 'sentiment_gru' has no attribute {name!r}")

@@ -218,7 +218,7 @@ def compare_parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .report import format_comparison
+    from .evaluate.report import format_comparison
     from .runs import compare_saved
 
     _quiet_datasets()
@@ -245,7 +245,7 @@ def export_parser() -> argparse.ArgumentParser:
 def _export(args: argparse.Namespace) -> int:
     import time
 
-    from .export import export_folder
+    from .inference.export import export_folder
 
     started = time.perf_counter()
     path = export_folder(args.artifacts)
@@ -288,7 +288,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 def _predict(args: argparse.Namespace) -> int:
     from .config import MAX_BATCH_SIZE
-    from .predict import SentimentClassifier
+    from .inference.classifier import SentimentClassifier
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}. Got {args.batch_size}.")
@@ -323,7 +323,7 @@ def _write(out, text: str, result: dict, as_json: bool, shown: str) -> None:
 
 
 def _explain(predictor, texts, as_json: bool, out) -> int:
-    from .explain import mark
+    from .inference.explain import mark
 
     colour = out.isatty()
     for text in texts:
@@ -342,7 +342,7 @@ def _preview(text: str, width: int = 80) -> str:
 
 def read_texts(path: str, text_column: str | None) -> Iterator[str]:
     """Texts of a file, lazily: plain lines, or one column of a CSV/TSV/JSON/JSON Lines/Parquet table."""
-    from .data import TEXT_CANDIDATES, detect_column
+    from .data.load import TEXT_CANDIDATES, detect_column
 
     if path == "-":
         return (line.rstrip("\r\n") for line in sys.stdin)
@@ -371,7 +371,7 @@ def read_texts(path: str, text_column: str | None) -> Iterator[str]:
 
 
 def _json_texts(file: Path, text_column: str | None) -> Iterator[str]:
-    from .data import TEXT_CANDIDATES, detect_column
+    from .data.load import TEXT_CANDIDATES, detect_column
 
     with open(file, encoding="utf-8") as handle:
         first = handle.read(1)
@@ -398,7 +398,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    from .serve import serve_main as serve
+    from .serve.app import serve_main as serve
 
     return serve(argv)
 

@@ -18,7 +18,7 @@ GRU_IMPLS = ("auto", "packed", "fast")
 TOKENIZER_KINDS = ("bpe", "wordpiece")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("auto", "torch", "onnx")  # what runs a trained model: see sentiment_gru.predict
+BACKENDS = ("auto", "torch", "onnx")  # what runs a trained model: see sentiment_gru.inference.classifier
 
 # Upper bounds that keep a run within memory on a laptop; raise them knowingly.
 MAX_VOCAB_SIZE = 1_000_000
@@ -89,7 +89,7 @@ class TokenizerConfig:
                                     "texts read whole ones", low=0, high=MAX_SEQUENCE_LENGTH)
     strip_html: bool = option(False, "replace HTML tags such as <br /> with a space (done by the tokenizer, so prediction does it too)")
     lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
-                                  "(sentiment_gru.lexicon; on in the snippets and treebank presets)")
+                                  "(sentiment_gru.text.lexicon; on in the snippets and treebank presets)")
 
     def __post_init__(self) -> None:
         validate_options(self)

@@ -19,19 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .artifacts import check_output_dir, save_atomically, write_model_files
-from .calibration import fit_temperature
-from .card import write_card
-from .checkpoint import Checkpoints, checkpoint_dir
+from . import __version__
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
-from .data import LoadedData, describe_sizes, load_data
+from .data.load import LoadedData, describe_sizes, load_data
 from .errors import ConfigError, DataError
-from .evaluation import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
+from .evaluate.calibration import fit_temperature
+from .evaluate.card import write_card
+from .evaluate.report import write_reports
+from .evaluate.scoring import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
 from .files import HISTORY_FILE, write_json
-from .predict import SentimentClassifier, TorchBackend
-from .report import write_reports
-from .training import TrainResult, train
+from .inference.classifier import SentimentClassifier, TorchBackend
+from .inference.folder import check_output_dir, save_atomically, write_model_files
+from .train import distributed
+from .train.checkpoint import Checkpoints, checkpoint_dir
+from .train.fit import TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _score(model, ids, data: LoadedData, split: str, temperature: float, device:
 
 def _explainer(classifier: SentimentClassifier):
     """A text with the words that decided its prediction marked, as `predict --explain` shows it."""
-    from .explain import mark
+    from .inference.explain import mark
 
     return lambda text: mark(text, classifier.explain_details(text)["explanation"])
 

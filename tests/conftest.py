@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_gru import encoder as encoder_module
-from sentiment_gru import kernels
-from sentiment_gru.synthetic import make_rows, write_csv  # noqa: F401 (tests import them from here)
+from sentiment_gru.model import encoder as encoder_module
+from sentiment_gru.model import kernels
+from sentiment_gru.data.synthetic import make_rows, write_csv  # noqa: F401 (tests import them from here)
 
 @pytest.fixture
 def tiny_files(tmp_path: Path) -> dict[str, Path]:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from sentiment_gru.config import ModelConfig
-from sentiment_gru.model import GRUClassifier
-from sentiment_gru.training import _adversarial_perturbation
+from sentiment_gru.model.classifier import GRUClassifier
+from sentiment_gru.train.fit import _adversarial_perturbation
 
 from conftest import TINY_MODEL_ARGS
 
@@ -39,7 +39,7 @@ def test_the_perturbation_raises_the_loss_more_than_a_random_one_of_its_size(ste
 
 
 def test_train_with_adversarial_records_it_and_learns_another_model(trained_dir, tmp_path):
-    from sentiment_gru.artifacts import load_model
+    from sentiment_gru.inference.folder import load_model
     from sentiment_gru.cli import train_main
 
     out = tmp_path / "model"

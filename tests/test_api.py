@@ -138,7 +138,7 @@ def test_model_card_loads_with_huggingface_hub_and_matches_the_metrics(trained_d
 
 
 def test_model_card_says_which_part_of_a_long_text_is_read(trained_dir):
-    from sentiment_gru.card import card_text
+    from sentiment_gru.evaluate.card import card_text
 
     config = json.loads((trained_dir / "config.json").read_text())
     metrics = json.loads((trained_dir / "metrics.json").read_text())
@@ -186,11 +186,11 @@ def test_made_up_texts_are_windows_of_the_batch_labelled_by_the_teacher():
 
     import torch
 
-    from sentiment_gru.batching import HeldBatches, TokenIds
+    from sentiment_gru.data.batching import HeldBatches, TokenIds
     from sentiment_gru.config import ModelConfig
-    from sentiment_gru.model import GRUClassifier
-    from sentiment_gru.tokenization import UNK_ID
-    from sentiment_gru.training import DistilledBatches
+    from sentiment_gru.model.classifier import GRUClassifier
+    from sentiment_gru.text.tokenizer import UNK_ID
+    from sentiment_gru.train.fit import DistilledBatches
 
     torch.manual_seed(0)
     teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()
@@ -242,7 +242,7 @@ def test_blend_with_nbsvm_is_reported_beside_the_model(tiny_files, tmp_path):
 
 
 def test_a_blend_scored_on_validation_never_uses_a_weight_fitted_on_the_same_text():
-    from sentiment_gru.evaluation import Scores, blend
+    from sentiment_gru.evaluate.scoring import Scores, blend
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 400)
@@ -272,10 +272,10 @@ def test_transfer_texts_are_mixed_in_with_the_teachers_labels_and_made_again_exa
 
     import torch
 
-    from sentiment_gru.batching import HeldBatches, TokenIds
+    from sentiment_gru.data.batching import HeldBatches, TokenIds
     from sentiment_gru.config import ModelConfig
-    from sentiment_gru.model import GRUClassifier
-    from sentiment_gru.training import DistilledBatches
+    from sentiment_gru.model.classifier import GRUClassifier
+    from sentiment_gru.train.fit import DistilledBatches
 
     torch.manual_seed(0)
     teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()

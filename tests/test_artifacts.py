@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from sentiment_gru.artifacts import load_model, save_atomically
+from sentiment_gru.inference.folder import load_model, save_atomically
 from sentiment_gru.errors import ArtifactsError
 
 

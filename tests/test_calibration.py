@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sentiment_gru.calibration import brier_score, calibration_summary, expected_calibration_error, fit_temperature, softmax
+from sentiment_gru.evaluate.calibration import brier_score, calibration_summary, expected_calibration_error, fit_temperature, softmax
 
 
 def calibrated_logits(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,8 @@ import datasets
 import pytest
 
 from sentiment_gru.config import DataConfig
-from sentiment_gru.corpus import stratified_split
-from sentiment_gru.data import load_data
+from sentiment_gru.data.corpus import stratified_split
+from sentiment_gru.data.load import load_data
 from sentiment_gru.errors import DataError
 
 from conftest import make_rows, write_csv

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_rows, write_csv
-from sentiment_gru.batching import TokenIds, bucketed_batches, collate, shard_batches, streamed_batches, streamed_steps
+from sentiment_gru.data.batching import TokenIds, bucketed_batches, collate, shard_batches, streamed_batches, streamed_steps
 from sentiment_gru.cli import train_main
 
 ROOT = Path(__file__).resolve().parent.parent

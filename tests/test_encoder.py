@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from sentiment_gru import encoder as encoder_module
-from sentiment_gru import kernels
-from sentiment_gru.encoder import BiGRUEncoder, resolve_impl
+from sentiment_gru.model import encoder as encoder_module
+from sentiment_gru.model import kernels
+from sentiment_gru.model.encoder import BiGRUEncoder, resolve_impl
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 

@@ -10,10 +10,10 @@ import torch
 
 from conftest import make_rows
 from sentiment_gru.cli import predict_main
-from sentiment_gru.batching import batched_logits
-from sentiment_gru.explain import mark, occlusion
-from sentiment_gru.predict import SentimentClassifier
-from sentiment_gru.tokenization import encode
+from sentiment_gru.data.batching import batched_logits
+from sentiment_gru.inference.explain import mark, occlusion
+from sentiment_gru.inference.classifier import SentimentClassifier
+from sentiment_gru.text.tokenizer import encode
 
 
 def probability_without(predictor: SentimentClassifier, ids: list[int], removed: set[int], label: int) -> float:

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import TINY_MODEL_ARGS, make_rows, write_csv
 
-from sentiment_gru import lexicon as lexicon_module
+from sentiment_gru.text import lexicon as lexicon_module
 from sentiment_gru.config import TokenizerConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.lexicon import lexicon_table, load_lexicon
-from sentiment_gru.tokenization import train_tokenizer
+from sentiment_gru.text.lexicon import lexicon_table, load_lexicon
+from sentiment_gru.text.tokenizer import train_tokenizer
 
 
 def categories(word: str) -> set[str]:
@@ -89,7 +89,7 @@ def lexicon_model(tmp_path_factory):
 
 
 def test_unseen_words_are_their_categories_alone_and_survive_save_load(lexicon_model):
-    from sentiment_gru.artifacts import load_model
+    from sentiment_gru.inference.folder import load_model
 
     config = json.loads((lexicon_model / "config.json").read_text())
     model_config = config["model"]
@@ -109,7 +109,7 @@ def test_unseen_words_are_their_categories_alone_and_survive_save_load(lexicon_m
 
 def test_lexicon_gradients_are_the_same_run_after_run():
     from sentiment_gru.config import ModelConfig
-    from sentiment_gru.model import GRUClassifier
+    from sentiment_gru.model.classifier import GRUClassifier
 
     torch.manual_seed(0)
     vocab, categories = 3000, 300

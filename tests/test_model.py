@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from sentiment_gru.artifacts import load_model, save_atomically, write_model_files
-from sentiment_gru.batching import batched_logits, bucketed_batches, collate
+from sentiment_gru.inference.folder import load_model, save_atomically, write_model_files
+from sentiment_gru.data.batching import batched_logits, bucketed_batches, collate
 from sentiment_gru.config import CONFIG_FORMAT_VERSION, ModelConfig, TokenizerConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.model import GRUClassifier
-from sentiment_gru.predict import SentimentClassifier
-from sentiment_gru.tokenization import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
+from sentiment_gru.model.classifier import GRUClassifier
+from sentiment_gru.inference.classifier import SentimentClassifier
+from sentiment_gru.text.tokenizer import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
 
 from conftest import make_rows
 
@@ -115,7 +115,7 @@ def test_trained_model_predicts(trained_dir):
 
 
 def test_ensemble_averages_member_probabilities_and_survives_save_load(tmp_path):
-    from sentiment_gru.model import EnsembleClassifier, build_model
+    from sentiment_gru.model.classifier import EnsembleClassifier, build_model
 
     torch.manual_seed(3)
     config = ModelConfig(vocab_size=40, embedding_dim=8, hidden_size=8, ensemble_size=3)

@@ -18,9 +18,9 @@ import onnx  # noqa: E402
 
 from sentiment_gru.config import ModelConfig  # noqa: E402
 from sentiment_gru.errors import ArtifactsError, ConfigError  # noqa: E402
-from sentiment_gru.export import export_onnx  # noqa: E402
-from sentiment_gru.model import EnsembleClassifier, GRUClassifier  # noqa: E402
-from sentiment_gru.onnx_backend import OnnxModel  # noqa: E402
+from sentiment_gru.inference.export import export_onnx  # noqa: E402
+from sentiment_gru.model.classifier import EnsembleClassifier, GRUClassifier  # noqa: E402
+from sentiment_gru.inference.onnx_runtime import OnnxModel  # noqa: E402
 
 VOCAB = 200
 SEQ = 12
@@ -140,7 +140,7 @@ def test_graph_keeps_packed_gru_semantics_config_and_symbolic_dims(tmp_path):
 
 
 def test_onnx_backend_does_not_import_torch():
-    code = "import sys; import sentiment_gru.onnx_backend; assert 'torch' not in sys.modules"
+    code = "import sys; import sentiment_gru.inference.onnx_runtime; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY_MODEL_ARGS
 from sentiment_gru.config import TrainConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.precision import resolve_precision
+from sentiment_gru.train.precision import resolve_precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import train as train_script  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentiment_gru.predict import EMPTY_TEXT_ERROR, SentimentClassifier
+from sentiment_gru.inference.classifier import EMPTY_TEXT_ERROR, SentimentClassifier
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 ODD = st.sampled_from([

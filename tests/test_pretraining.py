@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from sentiment_gru.batching import TokenIds
+from sentiment_gru.data.batching import TokenIds
 from sentiment_gru.config import DataConfig, ModelConfig, TrainConfig, build_run_config
-from sentiment_gru.encoder import BiGRUEncoder
+from sentiment_gru.model.encoder import BiGRUEncoder
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.model import GRUClassifier
-from sentiment_gru.pretraining import LanguageModel, _zero_cross_direction_inputs, language_model_loss, layer_groups, pretrain
-from sentiment_gru.training import _optimizer_groups
+from sentiment_gru.model.classifier import GRUClassifier
+from sentiment_gru.train.pretrain import LanguageModel, _zero_cross_direction_inputs, language_model_loss, layer_groups, pretrain
+from sentiment_gru.train.fit import _optimizer_groups
 
 from conftest import TINY_MODEL_ARGS, make_rows
 
@@ -141,7 +141,7 @@ def test_train_pretrains_on_a_text_file_and_records_it(tiny_files, tmp_path):
 
 def test_gradual_unfreezing_trains_only_the_classifier_in_the_first_epoch(tiny_files, tmp_path):
     from sentiment_gru.cli import train_main
-    from sentiment_gru.artifacts import load_model
+    from sentiment_gru.inference.folder import load_model
 
     out = tmp_path / "model"
     argv = _train_argv(tiny_files, out, "--gradual-unfreezing", "--seed", "5")

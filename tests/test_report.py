@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from sentiment_gru.evaluation import bootstrap, length_buckets, mcnemar
+from sentiment_gru.evaluate.scoring import bootstrap, length_buckets, mcnemar
 
 NUMBER = r"([+-]?\d+\.\d{4})"
 
@@ -74,8 +74,8 @@ def test_length_buckets_cover_every_text():
 
 
 def test_three_class_report_without_baseline(tmp_path):
-    from sentiment_gru.evaluation import Scores, evaluate
-    from sentiment_gru.report import write_reports
+    from sentiment_gru.evaluate.scoring import Scores, evaluate
+    from sentiment_gru.evaluate.report import write_reports
 
     rng = np.random.default_rng(0)
     labels = np.arange(90) % 3

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from sentiment_gru import SentimentClassifier
 from sentiment_gru.errors import ArtifactsError
-from sentiment_gru.serve import MicroBatcher, ServerProcess, ServeSettings, create_app, serve_main
+from sentiment_gru.serve.app import MicroBatcher, ServerProcess, ServeSettings, create_app, serve_main
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"max_texts": 4, "max_explain_texts": 2, "max_chars": 300, "max_body_bytes": 20_000}
@@ -83,7 +83,7 @@ def test_health_info_schema_docs_and_page(client, exported_dir):
     assert page.status_code == 200 and '<textarea id="text"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         assert client.get(asset).status_code == 200 and asset in page.text
-    for file in (ROOT / "sentiment_gru" / "static").iterdir():  # everything the page needs is served from here
+    for file in (ROOT / "sentiment_gru" / "serve" / "static").iterdir():  # everything the page needs is served from here
         assert "http://" not in file.read_text() and "https://" not in file.read_text(), file.name
 
 
@@ -281,7 +281,7 @@ def test_batches_are_bounded_and_requests_stay_whole():
 def test_health_is_503_until_the_model_is_loaded(exported_dir, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from sentiment_gru import serve
+    from sentiment_gru.serve import app as serve
 
     release = threading.Event()
     load = SentimentClassifier.from_pretrained
@@ -375,7 +375,7 @@ def test_serving_onnx_imports_no_torch(exported_dir):
     code = (
         "import sys, time\n"
         "from fastapi.testclient import TestClient\n"
-        "from sentiment_gru.serve import ServeSettings, create_app\n"
+        "from sentiment_gru.serve.app import ServeSettings, create_app\n"
         f"with TestClient(create_app(ServeSettings(artifacts={str(exported_dir)!r}, backend='onnx'))) as http:\n"
         "    while http.get('/health').status_code != 200: time.sleep(0.05)\n"
         "    assert http.post('/predict', json={'inputs': 'superb'}).status_code == 200\n"

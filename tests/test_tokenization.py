@@ -11,7 +11,7 @@ from sentiment_gru import SentimentClassifier
 from sentiment_gru.cli import train_main
 from sentiment_gru.config import TokenizerConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.tokenization import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, for_training, train_tokenizer
+from sentiment_gru.text.tokenizer import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, for_training, train_tokenizer
 
 TEXTS = [r["text"] for r in make_rows(200, seed=4)] + ["good bad " * 50]
 

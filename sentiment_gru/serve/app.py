@@ -44,14 +44,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__
-from .artifacts import read_folder
-from .config import BACKENDS, MAX_BATCH_SIZE, validate_options, option
-from .errors import EXIT_USER_ERROR, ArtifactsError, ConfigError, UserError, command
-from .explain import OCCLUSION_MODES
-from .files import CARD_FILE, METRICS_FILE, ONNX_FILE
-from .predict import EMPTY_TEXT_ERROR, SentimentClassifier
-from .tokenization import valid_unicode
+from .. import __version__
+from ..config import BACKENDS, MAX_BATCH_SIZE, option, validate_options
+from ..errors import EXIT_USER_ERROR, ArtifactsError, ConfigError, UserError, command
+from ..files import CARD_FILE, METRICS_FILE, ONNX_FILE
+from ..inference.classifier import EMPTY_TEXT_ERROR, SentimentClassifier
+from ..inference.explain import OCCLUSION_MODES
+from ..inference.folder import read_folder
+from ..text.tokenizer import valid_unicode
 
 logger = logging.getLogger(__name__)
 
@@ -677,7 +677,7 @@ class ServerProcess:
             server.url  # ready: /health said so
     """
 
-    LAUNCH = "import sys; from sentiment_gru.serve import serve_main; sys.exit(serve_main())"
+    LAUNCH = "import sys; from sentiment_gru.serve.app import serve_main; sys.exit(serve_main())"
 
     def __init__(self, args: list[str], ready_timeout: float = 120.0) -> None:
         self.args, self.ready_timeout = list(args), ready_timeout
@@ -714,7 +714,7 @@ class ServerProcess:
         return self.process.pid
 
     def start(self) -> None:
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         with open(self.log, "wb") as log:  # the child keeps its own descriptor
             command = [sys.executable, "-c", self.LAUNCH, *self.args, "--host", "127.0.0.1", "--port", str(self.port)]

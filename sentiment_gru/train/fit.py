@@ -15,20 +15,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import Batch, HeldBatches, StreamBatches, TokenIds, batched_logits, collate
-from .checkpoint import (STATE_FILE, Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states,
-                         stop_flags)
-from .config import ModelConfig, RunConfig, TrainConfig
-from .data import LoadedData
+from ..config import ModelConfig, RunConfig, TrainConfig
+from ..data.batching import Batch, HeldBatches, StreamBatches, TokenIds, batched_logits, collate
+from ..data.load import LoadedData
+from ..errors import TrainingError
+from ..metrics import accuracy_and_macro_f1, better
+from ..model.classifier import GRUClassifier, build_model, members
+from ..model.kernels import reusing_freed_memory
+from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
+from ..text.tokenizer import PAD_ID, UNK_ID, encode, encode_dataset, for_training, train_tokenizer
+from .checkpoint import STATE_FILE, Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
 from .distributed import SINGLE, Dist, resolve_device
-from .errors import TrainingError
-from .kernels import reusing_freed_memory
-from .lexicon import Lexicon, lexicon_table, load_lexicon
-from .model import GRUClassifier, build_model, members
 from .precision import autocast, resolve_precision
-from .pretraining import layer_groups, pretrain
+from .pretrain import layer_groups, pretrain
 from .schedule import Progress, warmup_linear
-from .tokenization import PAD_ID, UNK_ID, encode, encode_dataset, for_training, train_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,6 @@ class TrainResult:
     encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
     teacher: nn.Module | None = None  # with distillation: the ensemble the student learned from
     pretraining: list[dict[str, float]] = field(default_factory=list)  # with --pretrain-epochs: one row per epoch
-
-
-def accuracy_and_macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> tuple[float, float]:
-    """Accuracy and macro-F1 without scikit-learn, for per-epoch validation."""
-    accuracy = float((labels == predictions).mean())
-    f1s = []
-    for c in range(num_classes):
-        tp = float(((predictions == c) & (labels == c)).sum())
-        denom = float((predictions == c).sum() + (labels == c).sum())
-        f1s.append(2 * tp / denom if denom else 0.0)
-    return accuracy, float(np.mean(f1s))
 
 
 @dataclass
@@ -159,7 +148,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         if member is student:
             model.eval()
             if tcfg.distill_from_member and not (resumed is not None and k == first):  # a resumed student has its own weights
-                best = max(range(len(classifiers)), key=lambda m: _best_accuracy(history, m))
+                best = _best_member(history, len(classifiers))
                 student.load_state_dict(classifiers[best].state_dict())
                 log.info("the student starts from member %d, the best on validation", best + 1)
             student_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
@@ -195,7 +184,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     model.eval()
     if len(classifiers) > 1 and dist.is_main:
         val_logits = batched_logits(model, loop.val_ids, batch_size=256, device=device)
-        acc, f1 = accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), len(data.label_names))
+        acc, f1 = map(float, accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), len(data.label_names)))
         log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(classifiers), acc, f1)
     shipped, shipped_config = (student.eval(), student_config) if student is not None else (model, model_config)
     return TrainResult(
@@ -206,9 +195,14 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     )
 
 
-def _best_accuracy(history: list[dict[str, float]], member: int) -> float:
-    """A finished member's best validation accuracy, from the run's history rows."""
-    return max(row["val_accuracy"] for row in history if row.get("member", 0) == member)
+def _best_member(history: list[dict[str, float]], count: int) -> int:
+    """The finished member whose best epoch scored best on validation (`metrics.better`), from the run's history rows."""
+    best_member, best_row = 0, None
+    for member in range(count):
+        for row in (r for r in history if r.get("member", 0) == member):
+            if best_row is None or better(row["val_accuracy"], row["val_loss"], best_row["val_accuracy"], best_row["val_loss"]):
+                best_member, best_row = member, row
+    return best_member
 
 
 def _student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier) -> tuple[ModelConfig, GRUClassifier]:
@@ -467,14 +461,14 @@ def _fit(model: GRUClassifier, loop: Loop, seed: int, save=None, resume: dict | 
         val_loss = float(loss_fn(val_logits, torch.from_numpy(loop.val_labels)).item())
         if not math.isfinite(val_loss):
             raise _diverged(f"the validation loss became {val_loss}", step, epoch + 1, tcfg, checkpoints)
-        val_acc, val_f1 = accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), num_classes)
+        val_acc, val_f1 = map(float, accuracy_and_macro_f1(loop.val_labels, val_logits.argmax(-1).numpy(), num_classes))
         epoch += 1
         row = {
             "epoch": epoch, "train_loss": totals[0] / totals[1], "val_loss": val_loss, "val_accuracy": val_acc, "val_macro_f1": val_f1,
             "seconds": train_seconds, "tokens_per_second": totals[2] / train_seconds, "learning_rate": scheduler.get_last_lr()[0],
         }
         history.append(row)
-        improved = val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
+        improved = better(val_acc, val_loss, best["accuracy"], best["loss"])
         improved = dist.broadcast(improved)  # decided once, on rank 0, for every rank
         log.info(
             "epoch %d/%d  train loss %.4f  val loss %.4f  val acc %.4f  val macro-F1 %.4f  %.1fs  %s tok/s%s",

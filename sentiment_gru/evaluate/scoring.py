@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .batching import TokenIds
+from ..data.batching import TokenIds
+from ..metrics import accuracy_and_macro_f1
 from .calibration import calibration_summary, reliability_bins, softmax
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -108,19 +109,6 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, label_names: 
     }
 
 
-def _accuracy_f1(labels: np.ndarray, predictions: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy and macro-F1 of many label/prediction rows at once: [..., n] -> [...] each."""
-    shape = labels.shape[:-1]
-    labels, predictions = labels.reshape(-1, labels.shape[-1]), predictions.reshape(-1, labels.shape[-1])
-    rows = labels.shape[0]
-    codes = labels * classes + predictions + (np.arange(rows) * classes * classes)[:, None]
-    matrices = np.bincount(codes.ravel(), minlength=rows * classes * classes).reshape(rows, classes, classes)
-    tp = np.diagonal(matrices, axis1=1, axis2=2).astype(np.float64)
-    denominator = matrices.sum(axis=1) + matrices.sum(axis=2)  # support + predicted = 2tp + fn + fp
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
-    return (tp.sum(axis=1) / matrices.sum(axis=(1, 2))).reshape(shape), f1.mean(axis=1).reshape(shape)
-
-
 def bootstrap(labels: np.ndarray, predictions: np.ndarray, classes: int, other: np.ndarray | None = None,
               resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> dict[str, Any]:
     """95% percentile intervals of accuracy and macro-F1 (`scipy.stats.bootstrap`, texts resampled);
@@ -130,10 +118,10 @@ def bootstrap(labels: np.ndarray, predictions: np.ndarray, classes: int, other: 
     data = (labels, predictions) if other is None else (labels, predictions, other)
 
     def statistic(y, *predicted, axis=-1):
-        ours = _accuracy_f1(y, predicted[0], classes)
+        ours = accuracy_and_macro_f1(y, predicted[0], classes)
         if other is None:
             return np.stack(ours)
-        theirs = _accuracy_f1(y, predicted[1], classes)
+        theirs = accuracy_and_macro_f1(y, predicted[1], classes)
         return np.stack([*ours, *theirs, ours[0] - theirs[0], ours[1] - theirs[1]])
 
     if len(labels) < 2:  # one text: no spread to resample; the interval is the value itself

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError, TrainingInterrupted
-from .files import CONFIG_FILE, TOKENIZER_FILE, atomic_write
+from ..errors import CheckpointError, TrainingInterrupted
+from ..files import CONFIG_FILE, TOKENIZER_FILE, atomic_write
 
 CHECKPOINT_FORMAT_VERSION = 1
 STATE_FILE = "checkpoint.pt"

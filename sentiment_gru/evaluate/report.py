@@ -17,9 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from .evaluation import EXAMPLES, Evaluation
-from .files import (CONFUSION_CSV, CONFUSION_PNG, CURVES_PNG, HTML_REPORT_FILE, LENGTH_PNG, MARKDOWN_REPORT_FILE, METRICS_FILE,
-                    RELIABILITY_PNG, TEXT_REPORT_FILE, TRAINING_PNG, write_json)
+from ..files import (
+    CONFUSION_CSV,
+    CONFUSION_PNG,
+    CURVES_PNG,
+    HTML_REPORT_FILE,
+    LENGTH_PNG,
+    MARKDOWN_REPORT_FILE,
+    METRICS_FILE,
+    RELIABILITY_PNG,
+    TEXT_REPORT_FILE,
+    TRAINING_PNG,
+    write_json,
+)
+from .scoring import EXAMPLES, Evaluation
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from .config import PRECISIONS
+from ..config import PRECISIONS
 
 
 def fast_bf16(device: torch.device | str) -> bool:

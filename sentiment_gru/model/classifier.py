@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from ..config import ModelConfig
 from .encoder import BiGRUEncoder
 
 
@@ -38,7 +38,7 @@ class GRUClassifier(nn.Module):
         else:
             self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
         if config.lexicon_categories:
-            # a token's vector gains the mean of its lexicon categories' vectors (sentiment_gru.lexicon);
+            # a token's vector gains the mean of its lexicon categories' vectors (sentiment_gru.text.lexicon);
             # token i's categories are lexicon_ids[lexicon_offsets[i]:lexicon_offsets[i + 1]]
             self.categories = nn.Embedding(config.lexicon_categories, config.embedding_dim)
             self.register_buffer("lexicon_ids", torch.zeros(config.lexicon_entries, dtype=torch.long))

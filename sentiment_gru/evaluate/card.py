@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .files import CARD_FILE, ONNX_FILE
+from ..files import CARD_FILE, ONNX_FILE
 
 LIBRARY = "sentiment-gru"
 LICENSE = "mit"

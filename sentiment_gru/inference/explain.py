@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .tokenization import UNK_ID
+from ..text.tokenizer import UNK_ID
 
 OCCLUSION_MODES = ("drop", "unk")
 ANSI = {"+": "\033[1;32m", "-": "\033[1;31m", "end": "\033[0m"}

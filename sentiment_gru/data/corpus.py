@@ -20,8 +20,8 @@ import hashlib
 import logging
 from pathlib import Path
 
-from .errors import DataError
-from .files import wheel_file
+from ..errors import DataError
+from ..files import wheel_file
 
 log = logging.getLogger(__name__)
 

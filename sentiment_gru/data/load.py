@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import DataConfig
+from ..config import DataConfig
+from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
-from .errors import DataError
 
 log = logging.getLogger(__name__)
 

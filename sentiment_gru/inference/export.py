@@ -12,7 +12,7 @@ The graph computes exactly what `model(ids, lengths)` computes in eval mode:
 
 Inputs: `ids` int64 [batch, seq] padded with 0, `lengths` int64 [batch] (each in 1..seq).
 Output: `logits` float32 [batch, num_classes]. The model's config is stored as JSON in the
-metadata under "config". `sentiment_gru.onnx_backend` runs the file without torch.
+metadata under "config". `sentiment_gru.inference.onnx_runtime` runs the file without torch.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArtifactsError, ConfigError
-from .files import ONNX_FILE
-from .model import EnsembleClassifier, GRUClassifier
+from ..errors import ArtifactsError, ConfigError
+from ..files import ONNX_FILE
+from ..model.classifier import EnsembleClassifier, GRUClassifier
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-5  # largest probability difference from the torch model an exported graph may show
@@ -176,7 +176,7 @@ def export_folder(path: str | Path, check_texts: int = 64, seed: int = 0) -> Pat
     """
     import importlib.util
 
-    from .artifacts import load_model, rewrite_folder
+    from .folder import load_model, rewrite_folder
 
     loaded = load_model(path)
 
@@ -191,8 +191,8 @@ def export_folder(path: str | Path, check_texts: int = 64, seed: int = 0) -> Pat
 
 def _check_parity(model: nn.Module, onnx_path: Path, texts: int, seed: int, max_length: int) -> None:
     """Refuse a graph whose probabilities differ from the torch model's by more than PARITY_TOLERANCE."""
-    from .batching import collate
-    from .onnx_backend import OnnxModel
+    from ..data.batching import collate
+    from .onnx_runtime import OnnxModel
 
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_length + 1, (texts,), generator=generator).tolist()

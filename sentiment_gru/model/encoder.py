@@ -34,8 +34,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from ..config import GRU_IMPLS as IMPLS
 from . import kernels
-from .config import GRU_IMPLS as IMPLS
 
 
 def resolve_impl(impl: str, device: torch.device) -> str:

@@ -1,4 +1,4 @@
-"""Run an exported classifier (`sentiment_gru.export`) with onnxruntime, without torch.
+"""Run an exported classifier (`sentiment_gru.inference.export`) with onnxruntime, without torch.
 
 Imports only numpy and onnxruntime, so a predict path built on it starts without
 torch, datasets, scikit-learn or matplotlib.
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactsError, ConfigError
+from ..errors import ArtifactsError, ConfigError
 
 ONNX_INSTALL_HINT = "pip install 'sentiment-gru[onnx]'"
 
@@ -28,7 +28,7 @@ class OnnxModel:
             raise ConfigError(f"Running an ONNX model needs the onnxruntime package: {ONNX_INSTALL_HINT}") from None
         path = Path(path)
         if not path.is_file():
-            raise ArtifactsError(f"No ONNX model at {path}. Write one with sentiment_gru.export.export_onnx(model, path).")
+            raise ArtifactsError(f"No ONNX model at {path}. Write one with sentiment_gru.inference.export.export_onnx(model, path).")
         options = onnxruntime.SessionOptions()
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads

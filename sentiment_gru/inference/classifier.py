@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import ModelFolder, read_folder, rewrite_folder
-from .calibration import softmax
-from .config import BACKENDS
-from .errors import ArtifactsError, ConfigError, command
-from .files import ONNX_FILE
-from .tokenization import PAD_ID, encode, encode_with_offsets
+from ..config import BACKENDS
+from ..errors import ArtifactsError, ConfigError, command
+from ..evaluate.calibration import softmax
+from ..files import ONNX_FILE
+from ..text.tokenizer import PAD_ID, encode, encode_with_offsets
+from .folder import ModelFolder, read_folder, rewrite_folder
 
 EMPTY_TEXT_ERROR = "empty text"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -41,7 +41,7 @@ class TorchBackend:
         self.model, self.device = model, device
 
     def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
-        from .batching import batched_logits
+        from ..data.batching import batched_logits
 
         return batched_logits(self.model, sequences, batch_size=batch_size, device=self.device, pad_id=PAD_ID).numpy()
 
@@ -52,7 +52,7 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        from .onnx_backend import OnnxModel
+        from .onnx_runtime import OnnxModel
 
         self.model = OnnxModel(path, intra_op_threads=threads)
 
@@ -106,7 +106,7 @@ class SentimentClassifier:
             folder = read_folder(path, verify=(ONNX_FILE,))
             runner: TorchBackend | OnnxBackend = OnnxBackend(path / ONNX_FILE, threads=threads)
         else:
-            from .artifacts import load_model
+            from .folder import load_model
 
             folder = load_model(path, device=device)
             runner = TorchBackend(folder.model, device=device)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from .config import TokenizerConfig
+from ..config import TokenizerConfig
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"

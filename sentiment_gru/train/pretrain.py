@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batching import HeldBatches, TokenIds, sorted_batches
+from ..config import TrainConfig
+from ..data.batching import HeldBatches, TokenIds, sorted_batches
+from ..errors import TrainingError
+from ..model.classifier import GRUClassifier
+from ..text.tokenizer import PAD_ID
 from .checkpoint import Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
-from .config import TrainConfig
 from .distributed import SINGLE, Dist
-from .errors import TrainingError
-from .model import GRUClassifier
 from .schedule import Progress, warmup_linear
-from .tokenization import PAD_ID
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FORMAT_VERSION, DataConfig, ModelConfig, from_dict
-from .errors import ArtifactsError, command, train_hint
-from .files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
+from ..config import CONFIG_FORMAT_VERSION, DataConfig, ModelConfig, from_dict
+from ..errors import ArtifactsError, command, train_hint
+from ..files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
 
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, MANIFEST_FILE)
 # Files a fresh or emptied output folder may hold that are not ours to keep.
@@ -193,7 +193,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .model import build_model
+    from ..model.classifier import build_model
 
     folder = read_folder(path)
     model = build_model(folder.model_config)
