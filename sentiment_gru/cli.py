@@ -262,11 +262,9 @@ def export_main(argv: list[str] | None = None) -> int:
 
 
 def _add_backend(parser: argparse.ArgumentParser) -> None:
-    from .config import BACKENDS
+    from .inference.backends import BACKEND_CHOICES, BACKEND_HELP
 
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="onnx: onnxruntime on the folder's model.onnx, without torch; torch: the PyTorch weights; "
-                             "auto: onnx when the folder has model.onnx and onnxruntime is installed (default: %(default)s)")
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto", help=f"{BACKEND_HELP} (default: %(default)s)")
 
 
 def predict_parser() -> argparse.ArgumentParser:

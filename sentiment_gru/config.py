@@ -18,7 +18,6 @@ GRU_IMPLS = ("auto", "packed", "fast")
 TOKENIZER_KINDS = ("bpe", "wordpiece")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("auto", "torch", "onnx")  # what runs a trained model: see sentiment_gru.inference.classifier
 
 # Upper bounds that keep a run within memory on a laptop; raise them knowingly.
 MAX_VOCAB_SIZE = 1_000_000

@@ -28,7 +28,8 @@ from .evaluate.card import write_card
 from .evaluate.report import write_reports
 from .evaluate.scoring import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
 from .files import HISTORY_FILE, write_json
-from .inference.classifier import SentimentClassifier, TorchBackend
+from .inference.backends import TorchBackend
+from .inference.classifier import SentimentClassifier
 from .inference.folder import check_output_dir, save_atomically, write_model_files
 from .train import distributed
 from .train.checkpoint import Checkpoints, checkpoint_dir

@@ -1,4 +1,4 @@
-"""Prediction on raw text: `SentimentClassifier`, the package's Python API, and the backends it runs on.
+"""Prediction on raw text: `SentimentClassifier`, the package's Python API.
 
     >>> from sentiment_gru import SentimentClassifier
     >>> clf = SentimentClassifier.from_pretrained("artifacts")
@@ -6,14 +6,13 @@
     [{'label': 'positive', 'score': 0.98...}]
 
 A model folder with `model.onnx` runs on onnxruntime (`backend="onnx"`, the default when the
-folder has the graph and onnxruntime is installed); otherwise on torch. Importing this module,
+folder has the graph and onnxruntime is installed); otherwise on torch (`inference.backends`). Importing this module,
 and the whole onnxruntime path, imports neither torch nor datasets, scikit-learn or matplotlib,
 so a prediction starts in a fraction of the time `import torch` takes.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,52 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import BACKENDS
 from ..errors import ArtifactsError, ConfigError, command
 from ..evaluate.calibration import softmax
-from ..files import ONNX_FILE
-from ..text.tokenizer import PAD_ID, encode, encode_with_offsets
-from .folder import ModelFolder, read_folder, rewrite_folder
+from ..text.tokenizer import encode, encode_with_offsets
+from .backends import Backend, check_backend_name, choose_backend
+from .folder import ModelFolder, rewrite_folder
 
 EMPTY_TEXT_ERROR = "empty text"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class TorchBackend:
-    """Logits from a torch model (a GRUClassifier or an ensemble of them)."""
-
-    name = "torch"
-
-    def __init__(self, model: Any, device: str = "cpu") -> None:
-        self.model, self.device = model, device
-
-    def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
-        from ..data.batching import batched_logits
-
-        return batched_logits(self.model, sequences, batch_size=batch_size, device=self.device, pad_id=PAD_ID).numpy()
-
-
-class OnnxBackend:
-    """Logits from the exported graph `model.onnx`, on onnxruntime."""
-
-    name = "onnx"
-
-    def __init__(self, path: Path, threads: int | None = None) -> None:
-        from .onnx_runtime import OnnxModel
-
-        self.model = OnnxModel(path, intra_op_threads=threads)
-
-    def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
-        out = np.empty((len(sequences), self.model.num_classes), dtype=np.float32)
-        lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            ids = np.full((len(rows), int(lengths[rows].max())), PAD_ID, dtype=np.int64)
-            for i, row in enumerate(rows):
-                ids[i, :lengths[row]] = sequences[row]
-            out[rows] = self.model.logits(ids, lengths[rows])
-        return out
 
 
 class SentimentClassifier:
@@ -76,7 +37,7 @@ class SentimentClassifier:
     shape of a Hugging Face text-classification pipeline: `[{"label": ..., "score": ...}]`.
     """
 
-    def __init__(self, backend: TorchBackend | OnnxBackend, tokenizer: Any, label_names: list[str], temperature: float = 1.0,
+    def __init__(self, backend: Backend, tokenizer: Any, label_names: list[str], temperature: float = 1.0,
                  tail_tokens: int = 0, folder: ModelFolder | None = None) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
@@ -91,25 +52,12 @@ class SentimentClassifier:
         """Load a model folder, or a model repository on the Hugging Face hub (`owner/name`, downloaded once and cached).
 
         backend: "onnx" (onnxruntime; needs `model.onnx` in the folder), "torch", or "auto": onnx when the folder has
-        the graph and onnxruntime is installed, else torch. `threads` caps onnxruntime's threads.
+        the graph and onnxruntime is installed, else torch. `threads` caps the backend's threads per forward pass
+        (onnxruntime's for this model; torch's for the whole process).
         """
-        if backend not in BACKENDS:
-            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}. Got {backend!r}.")
+        check_backend_name(backend)
         path = _locate(name_or_path, revision)
-        has_graph = (path / ONNX_FILE).is_file()
-        if backend == "auto":
-            backend = "onnx" if has_graph and importlib.util.find_spec("onnxruntime") is not None else "torch"
-        if backend == "onnx":
-            if not has_graph:
-                raise ArtifactsError(f"{path}/ has no {ONNX_FILE}. Write it with: {command('export')} --artifacts {path} "
-                                     "(or use --backend torch).")
-            folder = read_folder(path, verify=(ONNX_FILE,))
-            runner: TorchBackend | OnnxBackend = OnnxBackend(path / ONNX_FILE, threads=threads)
-        else:
-            from .folder import load_model
-
-            folder = load_model(path, device=device)
-            runner = TorchBackend(folder.model, device=device)
+        runner, folder = choose_backend(backend, path).load(path, threads=threads, device=device)
         return cls(runner, folder.tokenizer, folder.label_names, folder.temperature,
                    tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0), folder=folder)
 

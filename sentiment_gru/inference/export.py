@@ -30,10 +30,10 @@ from torch import nn
 from ..errors import ArtifactsError, ConfigError
 from ..files import ONNX_FILE
 from ..model.classifier import EnsembleClassifier, GRUClassifier
+from .onnx_runtime import ONNX_INSTALL_HINT, OnnxModel, onnxruntime_installed
 
 OPSET = 18
 PARITY_TOLERANCE = 1e-5  # largest probability difference from the torch model an exported graph may show
-ONNX_INSTALL_HINT = "pip install 'sentiment-gru[onnx]'"
 
 
 def export_onnx(model: nn.Module, path: str | Path) -> None:
@@ -174,15 +174,13 @@ def export_folder(path: str | Path, check_texts: int = 64, seed: int = 0) -> Pat
     With onnxruntime installed, the graph is first checked against the torch model on `check_texts` random token
     sequences of mixed lengths, batched together: probabilities must agree within PARITY_TOLERANCE.
     """
-    import importlib.util
-
     from .folder import load_model, rewrite_folder
 
     loaded = load_model(path)
 
     def write(staging: Path) -> None:
         export_onnx(loaded.model, staging / ONNX_FILE)
-        if importlib.util.find_spec("onnxruntime") is not None:
+        if onnxruntime_installed():
             _check_parity(loaded.model, staging / ONNX_FILE, check_texts, seed, loaded.tokenizer.truncation["max_length"])
 
     rewrite_folder(path, path, write)
@@ -192,7 +190,6 @@ def export_folder(path: str | Path, check_texts: int = 64, seed: int = 0) -> Pat
 def _check_parity(model: nn.Module, onnx_path: Path, texts: int, seed: int, max_length: int) -> None:
     """Refuse a graph whose probabilities differ from the torch model's by more than PARITY_TOLERANCE."""
     from ..data.batching import collate
-    from .onnx_runtime import OnnxModel
 
     generator = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_length + 1, (texts,), generator=generator).tolist()

@@ -6,6 +6,7 @@ torch, datasets, scikit-learn or matplotlib.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,11 @@ import numpy as np
 from ..errors import ArtifactsError, ConfigError
 
 ONNX_INSTALL_HINT = "pip install 'sentiment-gru[onnx]'"
+
+
+def onnxruntime_installed() -> bool:
+    """Whether onnxruntime can be imported, said without importing it."""
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class OnnxModel:

@@ -45,9 +45,10 @@ from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..config import BACKENDS, MAX_BATCH_SIZE, option, validate_options
-from ..errors import EXIT_USER_ERROR, ArtifactsError, ConfigError, UserError, command
-from ..files import CARD_FILE, METRICS_FILE, ONNX_FILE
+from ..config import MAX_BATCH_SIZE, option, validate_options
+from ..errors import EXIT_USER_ERROR, ArtifactsError, ConfigError, UserError
+from ..files import CARD_FILE, METRICS_FILE
+from ..inference.backends import BACKEND_CHOICES, BACKEND_HELP, BACKENDS, choose_backend
 from ..inference.classifier import EMPTY_TEXT_ERROR, SentimentClassifier
 from ..inference.explain import OCCLUSION_MODES
 from ..inference.folder import read_folder
@@ -65,8 +66,7 @@ class ServeSettings:
     """What the server loads, how it batches and the limits it enforces; each field is the option of the same name."""
 
     artifacts: str = "artifacts"  # the model folder to serve
-    backend: str = option("auto", "onnx: onnxruntime on the folder's model.onnx, without torch; torch: the PyTorch weights; "
-                                  "auto: onnx when the folder has model.onnx and onnxruntime is installed", choices=BACKENDS)
+    backend: str = option("auto", BACKEND_HELP, choices=BACKEND_CHOICES)
     threads: int = option(1, "threads per forward pass, on either backend: one leaves a core to the HTTP side, and micro-batching, "
                              "not threads, makes a busy server fast; scale out with more processes", low=1, high=1024)
     max_batch_size: int = option(32, "texts per forward pass; 1 turns micro-batching off", low=1, high=MAX_BATCH_SIZE)
@@ -158,7 +158,7 @@ class Batching(BaseModel):
 class Info(BaseModel):
     model: str = Field(description="the model folder's name")
     labels: list[str]
-    backend: Literal["torch", "onnx"]
+    backend: Literal[tuple(BACKENDS)]
     card: dict[str, Any] | None = Field(description="the model card's metadata (the YAML of its README.md)")
     metrics: dict[str, Any] | None = Field(description="test metrics from metrics.json")
     limits: Limits
@@ -357,10 +357,6 @@ class Service:
         s = self.settings
         started = time.perf_counter()
         classifier = SentimentClassifier.from_pretrained(s.artifacts, backend=s.backend, threads=s.threads)
-        if classifier.backend_name == "torch":  # from_pretrained sets onnxruntime's threads only
-            import torch
-
-            torch.set_num_threads(s.threads)
         classifier(["warm up"])  # the first forward pass is slow on both backends: pay it before saying ready
         folder = Path(s.artifacts)
         info = {
@@ -619,9 +615,7 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.graceful_timeout >= 0:
         raise ConfigError(f"--graceful-timeout must be a number of seconds >= 0. Got {args.graceful_timeout}.")
     folder = read_folder(settings.artifacts, verify=())  # the usual mistakes, said before the server starts
-    if settings.backend == "onnx" and not (folder.path / ONNX_FILE).is_file():
-        raise ArtifactsError(f"{folder.path}/ has no {ONNX_FILE}. Write it with: {command('export')} --artifacts {folder.path} "
-                             "(or use --backend torch).")
+    choose_backend(settings.backend, folder.path)  # and what the backend asked for needs (--backend onnx: model.onnx)
     listening = _listen(args.host, args.port)
     server: uvicorn.Server | None = None
 
