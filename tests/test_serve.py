@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from sentiment_gru import SentimentClassifier
 from sentiment_gru.errors import ArtifactsError
-from sentiment_gru.serve.app import MicroBatcher, ServerProcess, ServeSettings, create_app, serve_main
+from benchmarks.server import ServerProcess
+from sentiment_gru.serve.app import MicroBatcher, ServeSettings, create_app, serve_main
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"max_texts": 4, "max_explain_texts": 2, "max_chars": 300, "max_body_bytes": 20_000}
