@@ -26,7 +26,7 @@ class ServerProcess:
             server.url  # ready: /health said so
     """
 
-    LAUNCH = "import sys; from sentiment_gru.serve.app import serve_main; sys.exit(serve_main())"
+    LAUNCH = "import sys; from sentiment_gru.serve.command import serve_main; sys.exit(serve_main())"
 
     def __init__(self, args: list[str], ready_timeout: float = 120.0) -> None:
         self.args, self.ready_timeout = list(args), ready_timeout

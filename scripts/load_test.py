@@ -32,7 +32,7 @@ import numpy as np
 from sentiment_gru.inference.folder import read_folder
 from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
 from benchmarks.server import ServerProcess
-from sentiment_gru.serve.app import ServeSettings
+from sentiment_gru.serve.settings import ServeSettings
 
 LEVELS = (1, 8, 32, 128)
 WARM_UP_REQUESTS = 200  # untimed, before each level

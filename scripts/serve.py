@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sentiment_gru.serve.app import serve_main
+from sentiment_gru.serve.command import serve_main
 
 
 def main(argv=None):

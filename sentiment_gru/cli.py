@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, UserError, command
+from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, command, run_command
 
 DEFAULT_ARTIFACTS = "artifacts"
 
@@ -27,10 +27,7 @@ def _run(command, argv, parser: argparse.ArgumentParser) -> int:
         level = logging.ERROR  # started by torchrun: rank 0 alone logs
     logging.basicConfig(level=level, format="%(message)s", force=True)
     try:
-        return command(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return run_command(command, args)
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -396,7 +393,7 @@ def predict_main(argv: list[str] | None = None) -> int:
 
 
 def serve_main(argv: list[str] | None = None) -> int:
-    from .serve.app import serve_main as serve
+    from .serve.command import serve_main as serve
 
     return serve(argv)
 

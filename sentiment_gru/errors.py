@@ -6,7 +6,9 @@ scripts print that message as one line on stderr and exit with status 2.
 """
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 EXIT_USER_ERROR = 2
 
@@ -28,6 +30,15 @@ def train_hint() -> str:
 
 class UserError(Exception):
     """A problem with the user's input or set-up, with the fix in the message."""
+
+
+def run_command(main: Callable[..., int], *args: Any) -> int:
+    """`main(*args)`'s exit status; a UserError becomes its message as one line on stderr and EXIT_USER_ERROR."""
+    try:
+        return main(*args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 class DataError(UserError):

@@ -26,7 +26,10 @@ from hypothesis import strategies as st
 from sentiment_gru import SentimentClassifier
 from sentiment_gru.errors import ArtifactsError
 from benchmarks.server import ServerProcess
-from sentiment_gru.serve.app import MicroBatcher, ServeSettings, create_app, serve_main
+from sentiment_gru.serve.app import create_app
+from sentiment_gru.serve.batcher import MicroBatcher
+from sentiment_gru.serve.command import serve_main
+from sentiment_gru.serve.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"max_texts": 4, "max_explain_texts": 2, "max_chars": 300, "max_body_bytes": 20_000}
@@ -376,7 +379,8 @@ def test_serving_onnx_imports_no_torch(exported_dir):
     code = (
         "import sys, time\n"
         "from fastapi.testclient import TestClient\n"
-        "from sentiment_gru.serve.app import ServeSettings, create_app\n"
+        "from sentiment_gru.serve.app import create_app\n"
+        "from sentiment_gru.serve.settings import ServeSettings\n"
         f"with TestClient(create_app(ServeSettings(artifacts={str(exported_dir)!r}, backend='onnx'))) as http:\n"
         "    while http.get('/health').status_code != 200: time.sleep(0.05)\n"
         "    assert http.post('/predict', json={'inputs': 'superb'}).status_code == 200\n"

@@ -1,1 +1,1 @@
-"""The HTTP service: request and response schemas, micro-batching, the FastAPI app and the serve command."""
+"""The HTTP service: its settings, request and response schemas, micro-batching, the FastAPI app and the serve command."""
