@@ -84,15 +84,13 @@ class SentimentClassifier:
         texts = [inputs] if single else list(inputs)
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ConfigError(f"top_k must be a positive int or None. Got {top_k!r}.")
-        k = len(self.label_names) if top_k is None else min(top_k, len(self.label_names))
-        results = []
+        ranked = []
         for row in self.predict_proba(texts, batch_size=batch_size):
             if np.isnan(row).any():
-                ranked = [{"label": None, "score": None, "error": EMPTY_TEXT_ERROR}]
+                ranked.append([{"label": None, "score": None, "error": EMPTY_TEXT_ERROR}])
             else:
-                ranked = [{"label": self.label_names[i], "score": float(row[i])} for i in np.argsort(-row, kind="stable")[:k]]
-            results.append(ranked[0] if top_k == 1 and not single else ranked)
-        return results[0] if single else results
+                ranked.append([{"label": self.label_names[i], "score": float(row[i])} for i in np.argsort(-row, kind="stable")])
+        return top_k_results(ranked, single, top_k)
 
     def predict_proba(self, texts: str | list[str], batch_size: int = 256) -> np.ndarray:
         """Calibrated class probabilities [len(texts), num_classes], columns in `label_names` order; NaN rows for empty texts."""
@@ -161,6 +159,15 @@ class SentimentClassifier:
     def probabilities_of_ids(self, sequences: list[list[int]], batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities of token id sequences (each non-empty): [len(sequences), num_classes]."""
         return softmax(self.backend.logits(sequences, batch_size), self.temperature)
+
+
+def top_k_results(ranked: list[list[dict[str, Any]]], single: bool, top_k: int | None) -> list:
+    """Every label of each text, best first, cut to what `SentimentClassifier.__call__(inputs, top_k)` returns: for
+    one text (`single`), its top_k labels; for a list, one such list per text, or each text's best label with top_k 1."""
+    cut = [labels[:top_k] for labels in ranked]
+    if single:
+        return cut[0]
+    return [labels[0] for labels in cut] if top_k == 1 else cut
 
 
 def _locate(name_or_path: str | Path, revision: str | None) -> Path:

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import UserError
 from ..files import CARD_FILE, METRICS_FILE
-from ..inference.classifier import SentimentClassifier
+from ..inference.classifier import SentimentClassifier, top_k_results
 from .batcher import MicroBatcher
 from .schemas import ERROR_RESPONSES, REQUEST_SHAPE, ExplainResponse, Health, Info, PredictResponse, request_models
 from .settings import ServeSettings, flag
@@ -138,14 +138,6 @@ def _test_metrics(path: Path) -> dict[str, Any] | None:
     return {key: metrics[key] for key in TEST_METRICS if key in metrics}
 
 
-def shape(ranked: list[list[dict[str, Any]]], single: bool, top_k: int | None) -> list:
-    """Cut every label of each text, best first, to what `SentimentClassifier.__call__(inputs, top_k)` returns."""
-    cut = [labels[:top_k] for labels in ranked]
-    if single:
-        return cut[0]
-    return [labels[0] for labels in cut] if top_k == 1 else cut
-
-
 # ---------------------------------------------------------------- the app
 
 
@@ -208,7 +200,7 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
         `{"label": null, "score": null, "error": "empty text"}`."""
         single = isinstance(request.inputs, str)
         ranked = await service.predict([request.inputs] if single else request.inputs)
-        return shape(ranked, single, request.parameters.top_k)
+        return top_k_results(ranked, single, request.parameters.top_k)
 
     @app.post("/explain", response_model=ExplainResponse, responses=ERROR_RESPONSES, summary="Label texts and show why")
     async def explain(request: ExplainRequest) -> Any:
