@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
 from benchmarks.server import ServerProcess
+from sentiment_gru.inference.backends import BACKEND_CHOICES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -32,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--artifacts", default="artifacts", help="model folder to serve (default: %(default)s)")
     target.add_argument("--url", help="check a server that is already running instead")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"), help="with --artifacts (default: %(default)s)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="with --artifacts (default: %(default)s)")
     parser.add_argument("--case", nargs=2, action="append", metavar=("TEXT", "LABEL"),
                         help="a text to type and the label expected (give two or more; default: a positive and a negative review)")
     parser.add_argument("--screenshot", type=Path, default=Path("docs/serve-screenshot.png"), help="(default: %(default)s)")

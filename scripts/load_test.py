@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from sentiment_gru.inference.backends import BACKENDS
 from sentiment_gru.inference.folder import read_folder
 from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
 from benchmarks.server import ServerProcess
@@ -46,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     target.add_argument("--artifacts", default="artifacts", help="model folder: start a server on it per backend and batching mode "
                                                                  "(default: %(default)s)")
     target.add_argument("--url", help="load a server that is already running instead (its settings as they are)")
-    parser.add_argument("--backends", nargs="+", choices=("torch", "onnx"), default=["onnx", "torch"], help="(default: onnx torch)")
+    parser.add_argument("--backends", nargs="+", choices=tuple(BACKENDS), default=["onnx", "torch"], help="(default: onnx torch)")
     parser.add_argument("--batching", nargs="+", choices=("on", "off"), default=["on", "off"], help="(default: on off)")
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size, help="with batching on (default: %(default)s)")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="with batching on (default: %(default)s)")
