@@ -4,9 +4,10 @@ A backend loads a checked model folder and gives the model's logits for token id
 each by name; `choose_backend` turns `--backend` (or `backend=`) into one of them, "auto" by one rule: the first
 registered backend other than torch that can run the folder, else torch, which runs every folder.
 
-A new runtime is a class with the members of `Backend` (in its own module, which need not import this one) and
-its entry in `BACKENDS`; `--backend`'s choices and help text, and the service's /info schema, follow from there.
-Importing this module imports neither torch nor onnxruntime.
+A new runtime is one class with `Backend`'s members, in its own module (which need not import this one: the
+interface is structural), imported here and added to the tuple `BACKENDS` is built from; `--backend`'s choices and
+help, the serve setting and the service's /info schema follow from the registry. Importing this module imports
+neither torch nor onnxruntime: each backend imports its runtime when it loads.
 """
 
 from __future__ import annotations
