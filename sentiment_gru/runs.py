@@ -1,7 +1,7 @@
 """Whole runs: train and save a model folder; evaluate a saved model on a split or file; compare two saved models.
 
-Each scores its model through `evaluation.score` and hands the result to `evaluation.evaluate` (or
-`evaluation.compare`); `report.write_reports` renders it.
+Each scores its model through `evaluate.scoring.score` and hands the result to `evaluate.scoring.evaluate` (or
+`evaluate.scoring.compare`); `evaluate.report.write_reports` renders it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from .errors import ConfigError, DataError
 from .evaluate.calibration import fit_temperature
 from .evaluate.card import write_card
 from .evaluate.report import write_reports
-from .evaluate.scoring import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
+from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
+from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evaluate, score
 from .files import HISTORY_FILE, write_json
 from .inference.classifier import SentimentClassifier, TorchBackend
 from .inference.folder import check_output_dir, save_atomically, write_model_files

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from sentiment_gru.evaluate.scoring import bootstrap, length_buckets, mcnemar
+from sentiment_gru.evaluate.statistics import bootstrap, length_buckets, mcnemar
 
 NUMBER = r"([+-]?\d+\.\d{4})"
 

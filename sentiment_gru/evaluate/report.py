@@ -1,4 +1,4 @@
-"""The evaluation report a person reads, drawn and rendered from an `evaluation.Evaluation`.
+"""The evaluation report a person reads, drawn and rendered from a `scoring.Evaluation`.
 
 `write_reports` writes metrics.json, scikit-learn's text report, the confusion matrix (CSV and PNG), the
 other figures, and report.html (self-contained) and report.md, both made from one list of blocks. Every
