@@ -4,7 +4,8 @@
 and the evaluation at the end of a training run all call it. (The per-epoch validation inside training does
 not: it scores through `metrics.accuracy_and_macro_f1` and chooses by `metrics.better`.) `evaluate` turns
 one model's scores into every number a report shows (metrics, intervals, the baseline comparison, curves,
-calibration, length buckets, examples), and `compare` two models' scores into a paired test. The
+calibration, length buckets, examples), and `compare` two models' scores into a paired test. Accuracy
+and macro-F1 come from `metrics.accuracy_and_macro_f1` everywhere, training's validation included. The
 intervals and tests are in `statistics.py`, the linear baselines in `baselines.py`. Nothing here draws or
 writes: `report.py` renders what `evaluate` returns.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.batching import TokenIds
+from ..metrics import accuracy_and_macro_f1
 from .calibration import calibration_summary, reliability_bins, softmax
 from .statistics import bootstrap, length_buckets, mcnemar
 
@@ -83,17 +85,19 @@ class Evaluation:
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, label_names: list[str], split: str) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support, log-loss and the confusion matrix."""
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, log_loss
+    """Accuracy and macro-F1 (`metrics.accuracy_and_macro_f1`, as training's validation computes them), and
+    scikit-learn's per-class precision/recall/F1/support, weighted F1, log-loss and confusion matrix."""
+    from sklearn.metrics import classification_report, confusion_matrix, log_loss
 
     predictions = probabilities.argmax(axis=1)
     classes = list(range(len(label_names)))
+    accuracy, macro_f1 = accuracy_and_macro_f1(labels, predictions, len(label_names))
     report = classification_report(labels, predictions, labels=classes, target_names=label_names, output_dict=True, zero_division=0)
     return {
         "split": split,
         "size": int(len(labels)),
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "macro_f1": float(f1_score(labels, predictions, labels=classes, average="macro", zero_division=0)),
+        "accuracy": float(accuracy),
+        "macro_f1": float(macro_f1),
         "weighted_f1": float(report["weighted avg"]["f1-score"]),
         "log_loss": float(log_loss(labels, np.clip(probabilities, 1e-12, 1.0), labels=classes)),
         "per_class": {
