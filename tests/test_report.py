@@ -104,6 +104,17 @@ def test_the_baseline_scores_as_scikit_learn_did(monkeypatch):
     assert found["macro_f1"] == f1_score(eval_labels, predictions, average="macro")
 
 
+def test_one_interval_format_for_the_report_the_comparison_and_the_card():
+    from sentiment_gru.evaluate.card import _interval
+    from sentiment_gru.evaluate.report import format_interval
+
+    assert format_interval([0.81234, 0.9]) == "[0.8123, 0.9000]"
+    assert format_interval([-0.0123, 0.0456]) == "[-0.0123, +0.0456]"  # a difference that reaches below zero: both signed
+    assert format_interval([-0.05, -0.01]) == "[-0.0500, -0.0100]"
+    assert _interval({"confidence_intervals": {"accuracy": [0.7, 0.75]}}, "accuracy") == "[0.7000, 0.7500]"
+    assert _interval({}, "accuracy") == ""
+
+
 def test_length_buckets_cover_every_text():
     lengths = np.arange(1, 101)
     buckets = length_buckets(lengths, lengths % 2 == 0)
