@@ -18,22 +18,14 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
+from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file
 
 log = logging.getLogger(__name__)
 
-TEXT_CANDIDATES = ("text", "sentence", "review", "content")
-LABEL_CANDIDATES = ("label", "labels", "sentiment")
 SPLIT_ALIASES = {
     "train": ("train",),
     "validation": ("validation", "valid", "val", "dev"),
     "test": ("test",),
-}
-FILE_FORMATS = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
 }
 EXAMPLE_ROWS = 5
 NAMED, NUMERIC, EMPTY, UNLABELLED = 0, 1, 2, 3  # status of a row while cleaning
@@ -286,10 +278,9 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, fl
     import datasets
 
     flag = flag or f"--{split}-file"
-    path, where = Path(path_str), f"{flag} {path_str}"
-    if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise DataError(f"{where}: no such file.")
+    where = f"{flag} {path_str}"
+    if Path(path_str).suffix.lower() == ".txt":
+        path = existing_file(path_str, flag)
         try:
             ds = datasets.load_dataset("text", data_files=str(path), split="train")
         except Exception as exc:  # datasets wraps decoding and empty-file errors in several types
@@ -303,23 +294,6 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, fl
     if not len(ds):
         raise DataError(f"{where} holds no texts (every line or row is empty).")
     return ds.rename_column(column, "text") if column != "text" else ds
-
-
-def detect_column(columns: list[str], explicit: str | None, candidates: tuple[str, ...], kind: str, where: str) -> str:
-    """The column named by the user, or the first known name present (case-insensitive)."""
-    flag = f"--{kind}-column"
-    if explicit is not None:
-        if explicit not in columns:
-            raise DataError(f"Column '{explicit}' ({flag}) not found in {where}; its columns are: {', '.join(columns)}.")
-        return explicit
-    lowered = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name in lowered:
-            return lowered[name]
-    raise DataError(
-        f"No {kind} column found in {where} (looked for {', '.join(candidates)}); "
-        f"its columns are: {', '.join(columns)}. Pass {flag} NAME."
-    )
 
 
 def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -337,10 +311,8 @@ def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 def _load_file(path_str: str, split: str, streaming: bool = False, flag: str | None = None):
     import datasets
 
-    path = Path(path_str)
     flag = flag or f"--{split}-file"
-    if not path.is_file():
-        raise DataError(f"{flag} {path_str}: no such file.")
+    path = existing_file(path_str, flag)
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
         raise DataError(f"{flag} {path_str}: unsupported file type '{suffix}'; use one of {', '.join(FILE_FORMATS)}.")

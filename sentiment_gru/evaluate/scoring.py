@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..data.batching import TokenIds
+from ..data.tables import shorten
 from ..metrics import accuracy_and_macro_f1
 from .calibration import calibration_summary, reliability_bins, softmax
 from .statistics import bootstrap, length_buckets, mcnemar
@@ -185,10 +186,10 @@ def _examples(order: np.ndarray, scores: Scores, texts: list[str], names: list[s
     probabilities, predictions = scores.probabilities, scores.predictions
     rows = []
     for i in order[:EXAMPLES]:
-        row = {"text": _clip(texts[i]), "true": names[int(scores.labels[i])], "predicted": names[int(predictions[i])],
+        row = {"text": shorten(texts[i], EXAMPLE_CHARS), "true": names[int(scores.labels[i])], "predicted": names[int(predictions[i])],
                "probability": float(probabilities[i, predictions[i]])}
         if explain is not None:
-            row["explained"] = _clip(explain(texts[i]))
+            row["explained"] = shorten(explain(texts[i]), EXAMPLE_CHARS)
         rows.append(row)
     return rows
 
@@ -196,11 +197,6 @@ def _examples(order: np.ndarray, scores: Scores, texts: list[str], names: list[s
 def _curve_classes(classes: int) -> list[int]:
     """The positive class of a two-class problem; every class (one-vs-rest) otherwise."""
     return [1] if classes == 2 else list(range(classes))
-
-
-def _clip(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXAMPLE_CHARS else flat[: EXAMPLE_CHARS - 3] + "..."
 
 
 # ---------------------------------------------------------------- two models, one split
