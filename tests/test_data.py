@@ -10,7 +10,7 @@ import pytest
 
 from sentiment_gru.config import DataConfig
 from sentiment_gru.data.corpus import stratified_split
-from sentiment_gru.data.load import load_data, load_unlabelled_texts
+from sentiment_gru.data.load import EMPTY, NAMED, NUMERIC, UNLABELLED, classify_row, load_data, load_unlabelled_texts
 from sentiment_gru.data.tables import FILE_FORMATS, read_texts, shorten
 from sentiment_gru.errors import ConfigError, DataError
 
@@ -184,6 +184,41 @@ def test_rows_with_empty_text_or_missing_label_are_counted_and_skipped(tmp_path)
     assert "skipped 2 row(s) with empty or missing text (rows 4, 8)" in note
     assert "skipped 1 row(s) with no label (rows 12)" in note
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 27
+
+
+def test_one_rule_classifies_a_row():
+    assert classify_row("fine", "positive", None, None) == (NAMED, "positive")
+    assert classify_row("fine", " 1 ", None, None) == (NUMERIC, "1")
+    assert classify_row("fine", 1.0, None, None) == (NUMERIC, "1")
+    assert classify_row("fine", 1, None, ("negative", "positive")) == (NAMED, "positive")
+    assert classify_row("fine", 1, ["neg", "pos"], None) == (NAMED, "pos")
+    assert classify_row("fine", -1, ["neg", "pos"], None) == (UNLABELLED, None)  # a hidden test label
+    for label in (None, float("nan"), "  "):
+        assert classify_row("fine", label, None, None) == (UNLABELLED, None)
+    for text in (None, "", " \t"):
+        assert classify_row(text, "positive", None, None) == (EMPTY, None)
+    with pytest.raises(DataError, match=r"Label 2 has no name: --label-names gives 2 names for labels 0\.\.1\."):
+        classify_row("", 2, None, ("negative", "positive"))  # even on a row that is skipped
+
+
+def test_streamed_and_held_splits_skip_the_same_rows_with_the_same_note(tmp_path):
+    rows = make_rows(60)
+    for i in (3, 7, 20, 21, 22, 23, 24):
+        rows[i]["text"] = " "
+    rows[11]["label"] = ""
+    path = str(write_csv(tmp_path / "t.csv", rows))
+    held = next(n for n in load_data(DataConfig(train_file=path)).notes if n.startswith("train:"))
+    streamed = next(n for n in load_data(DataConfig(train_file=path, streaming=True)).notes if n.startswith("train:"))
+    assert held == streamed == ("train: skipped 7 row(s) with empty or missing text (rows 4, 8, 21, 22, 23, ...); "
+                                "skipped 1 row(s) with no label (rows 12)")
+
+
+def test_a_streamed_label_column_mixing_numbers_and_names_stops(tmp_path):
+    rows = make_rows(40)
+    rows[4]["label"] = "1"
+    with pytest.raises(DataError, match=r"The label column 'label' of the train split of the files \(train=t\.csv\) mixes numbers "
+                                        r"and names \(1, negative, positive\)\. Make the labels consistent"):
+        load_data(DataConfig(train_file=str(write_csv(tmp_path / "t.csv", rows)), streaming=True))
 
 
 def test_unreadable_and_unsupported_files(tmp_path):
