@@ -96,12 +96,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, where: str = "source") -
 
 
 def data_config_from(args: argparse.Namespace, seed: int = 13):
-    from .config import DataConfig
+    from .config import build_data_config
 
-    given = _given(args, args.data_options)
-    if "stream_sample_size" in given and not given.get("streaming"):
-        raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
-    return DataConfig(**given, seed=seed)
+    return build_data_config(_given(args, args.data_options), seed=seed)
 
 
 def _gave_data(args: argparse.Namespace) -> bool:

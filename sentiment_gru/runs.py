@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
 from .data.load import LoadedData, describe_sizes, load_data
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .evaluate.calibration import fit_temperature
 from .evaluate.card import write_card
 from .evaluate.report import write_reports
@@ -60,8 +60,7 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     writes; the other ranks return None.
     """
     output_dir = Path(output_dir)
-    if config.data.streaming and resume:
-        raise ConfigError("--resume cannot continue a --streaming run: a stream has no saved position. Run it again without --resume.")
+    config.validate(resume=resume)
     check_output_dir(output_dir)  # fail before training, not after
     dist, device = distributed.setup(config.train.device)
     try:
