@@ -1,4 +1,6 @@
-"""Configuration dataclasses: the defaults, their meaning and their bounds.
+"""Configuration dataclasses: the defaults, their meaning and their bounds; and the rules that join training options
+(within one section in its `__post_init__`, between sections in `RunConfig.validate`, on data options given
+together in `build_data_config`).
 
 The exact configuration is written to the artifacts' `config.json`, and a
 trained model is rebuilt from it alone.
@@ -231,8 +233,8 @@ class DataConfig:
 
 
 def build_data_config(given: dict[str, Any], seed: int = 13) -> DataConfig:
-    """A DataConfig from the data options given on the command line (field name -> value). A rule on which options
-    were given together is checked here, while that is still known; the values' own rules in DataConfig."""
+    """A DataConfig from the data options given on the command line (field name -> value). The rule on which of them
+    were given together is checked here, where that is still known; DataConfig checks their values."""
     if "stream_sample_size" in given and not given.get("streaming"):
         raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
     return DataConfig(**given, seed=seed)

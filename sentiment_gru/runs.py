@@ -23,10 +23,10 @@ from . import __version__
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
 from .data.load import LoadedData, describe_sizes, load_data
 from .errors import DataError
+from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
 from .evaluate.calibration import fit_temperature
 from .evaluate.card import write_card
 from .evaluate.report import write_reports
-from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
 from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evaluate, score
 from .files import HISTORY_FILE, write_json
 from .inference.classifier import SentimentClassifier, TorchBackend

@@ -454,7 +454,7 @@ def write_reports(folder: str | Path, evaluation: Evaluation) -> str:
 
 
 def format_comparison(result: dict[str, Any]) -> str:
-    """A plain-text table of a `compare_models` result."""
+    """A plain-text table of a `scoring.compare` result, with the data and model folders `runs.compare_saved` adds."""
     lines = [f"{result['data']}, {result['split']} split, {result['size']:,} texts", "",
              f"{'':10}{'accuracy':>10} {'95% CI':>18}  {'macro-F1':>10} {'95% CI':>18}  {'log-loss':>9}  model"]
     for name in ("a", "b"):
