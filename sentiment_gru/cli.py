@@ -12,12 +12,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
-from .errors import EXIT_USER_ERROR, ConfigError, DataError, TrainingInterrupted, command, run_command
+from .errors import EXIT_USER_ERROR, ConfigError, TrainingInterrupted, command, run_command
 
 DEFAULT_ARTIFACTS = "artifacts"
+PREVIEW_CHARS = 80  # of each text predict prints
 
 
 def _run(command, argv, parser: argparse.ArgumentParser) -> int:
@@ -94,12 +93,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, where: str = "source") -
 
 
 def data_config_from(args: argparse.Namespace, seed: int = 13):
-    from .config import DataConfig
+    from .config import build_data_config
 
-    given = _given(args, args.data_options)
-    if "stream_sample_size" in given and not given.get("streaming"):
-        raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
-    return DataConfig(**given, seed=seed)
+    return build_data_config(_given(args, args.data_options), seed=seed)
 
 
 def _gave_data(args: argparse.Namespace) -> bool:
@@ -283,6 +279,7 @@ def predict_parser() -> argparse.ArgumentParser:
 
 def _predict(args: argparse.Namespace) -> int:
     from .config import MAX_BATCH_SIZE
+    from .data.tables import read_texts, shorten
     from .inference.classifier import SentimentClassifier
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
@@ -302,7 +299,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(predictor, texts, args.json, out)
     for text, result in predictor.predict_stream(texts, batch_size=args.batch_size):
-        _write(out, text, result, args.json, _preview(text))
+        _write(out, text, result, args.json, shorten(text, PREVIEW_CHARS))
     out.flush()
     return 0
 
@@ -328,61 +325,6 @@ def _explain(predictor, texts, as_json: bool, out) -> int:
         _write(out, text, result, as_json, shown)
     out.flush()
     return 0
-
-
-def _preview(text: str, width: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 3] + "..."
-
-
-def read_texts(path: str, text_column: str | None) -> Iterator[str]:
-    """Texts of a file, lazily: plain lines, or one column of a CSV/TSV/JSON/JSON Lines/Parquet table."""
-    from .data.load import TEXT_CANDIDATES, detect_column
-
-    if path == "-":
-        return (line.rstrip("\r\n") for line in sys.stdin)
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"--file {path}: no such file.")
-    suffix = file.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        import csv
-
-        handle = open(file, newline="", encoding="utf-8")
-        reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-        column = detect_column(reader.fieldnames or [], text_column, TEXT_CANDIDATES, "text", f"--file {path}")
-        return (row[column] or "" for row in reader)
-    if suffix in (".jsonl", ".json"):
-        return _json_texts(file, text_column)
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.ParquetFile(file)
-        column = detect_column(table.schema_arrow.names, text_column, TEXT_CANDIDATES, "text", f"--file {path}")
-        return (t or "" for batch in table.iter_batches(columns=[column]) for t in batch.column(0).to_pylist())
-    if text_column is not None:
-        raise ConfigError(f"--text-column needs a table file (.csv, .tsv, .json, .jsonl, .parquet); {path} is read as plain lines.")
-    return (line.rstrip("\r\n") for line in open(file, encoding="utf-8", errors="replace"))
-
-
-def _json_texts(file: Path, text_column: str | None) -> Iterator[str]:
-    from .data.load import TEXT_CANDIDATES, detect_column
-
-    with open(file, encoding="utf-8") as handle:
-        first = handle.read(1)
-        handle.seek(0)
-        try:
-            rows = json.load(handle) if first == "[" else (json.loads(line) for line in handle if line.strip())
-            column = None
-            for number, row in enumerate(rows, start=1):
-                if not isinstance(row, dict):
-                    raise DataError(f"--file {file}: record {number} is not a JSON object.")
-                if column is None:
-                    column = detect_column(list(row), text_column, TEXT_CANDIDATES, "text", f"--file {file}")
-                value = row.get(column)
-                yield value if isinstance(value, str) else ""
-        except json.JSONDecodeError as exc:
-            raise DataError(f"--file {file}: not valid JSON ({exc}).") from None
 
 
 def predict_main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""Configuration dataclasses: the defaults, their meaning and their bounds.
+"""Configuration dataclasses: the defaults, their meaning and their bounds; and the rules that join training options
+(within one section in its `__post_init__`, between sections in `RunConfig.validate`, on data options given
+together in `build_data_config`).
 
 The exact configuration is written to the artifacts' `config.json`, and a
 trained model is rebuilt from it alone.
@@ -229,6 +231,14 @@ class DataConfig:
         return self.dataset is None and not any((self.train_file, self.validation_file, self.test_file))
 
 
+def build_data_config(given: dict[str, Any], seed: int = 13) -> DataConfig:
+    """A DataConfig from the data options given on the command line (field name -> value). The rule on which of them
+    were given together is checked here, where that is still known; DataConfig checks their values."""
+    if "stream_sample_size" in given and not given.get("streaming"):
+        raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
+    return DataConfig(**given, seed=seed)
+
+
 @dataclass
 class RunConfig:
     """Everything one training run needs."""
@@ -238,6 +248,34 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     preset: str | None = None  # name of the preset the values started from
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, resume: bool = False) -> None:
+        """Check the rules that join options of different sections (each error names the options to change); with
+        `resume`, also that the run can continue from a checkpoint."""
+        data, train = self.data, self.train
+        if train.distill and data.streaming:
+            raise ConfigError("--distill needs the train split held in memory to label it with the ensemble: "
+                              "drop --streaming or --distill.")
+        if train.distill and self.model.ensemble_size < 2:
+            raise ConfigError("--distill trains a student on an ensemble's probabilities: add --ensemble N (N >= 2), "
+                              "or drop --distill.")
+        sized = [name for name in ("student_hidden_size", "student_embedding_dim", "student_num_layers") if getattr(train, name)]
+        if train.distill and train.distill_from_member and sized:
+            raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
+                              f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
+        if data.distill_file is not None and not train.distill:
+            raise ConfigError("--distill-file holds texts for the distilled student: add --distill (with --ensemble N, N >= 2), "
+                              "or drop --distill-file.")
+        if data.pretrain_file is not None and not train.pretrain_epochs:
+            raise ConfigError("--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file.")
+        if train.pretrain_epochs and data.streaming and data.pretrain_file is None:
+            raise ConfigError("--pretrain-epochs pretrains on the train split held in memory: with --streaming, give the texts to "
+                              "pretrain on with --pretrain-file F, or drop --pretrain-epochs.")
+        if resume and data.streaming:
+            raise ConfigError("--resume cannot continue a --streaming run: a stream has no saved position. Run it again without --resume.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -277,7 +315,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def build_run_config(data: DataConfig, preset: str | None = None, **sections: dict[str, Any]) -> RunConfig:
-    """The dataclass defaults, then the preset's values, then `sections` (e.g. model={"hidden_size": 64})."""
+    """The dataclass defaults, then the preset's values, then `sections` (e.g. model={"hidden_size": 64}), checked by
+    `RunConfig.validate`."""
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     chosen = PRESETS.get(preset, {}) if preset else {}
@@ -288,25 +327,6 @@ def build_run_config(data: DataConfig, preset: str | None = None, **sections: di
         name: from_dict(cls, {**chosen.get(name, {}), **sections.get(name, {})})
         for name, cls in (("tokenizer", TokenizerConfig), ("model", ModelConfig), ("train", TrainConfig))
     }
-    if built["train"].distill and (built["model"].ensemble_size < 2 or data.streaming):
-        if "distill" not in sections.get("train", {}):  # the preset's: it applies to its ensemble only
-            built["train"] = dataclasses.replace(built["train"], distill=False)
-        elif data.streaming:
-            raise ConfigError("--distill needs the train split held in memory to label it with the ensemble: "
-                              "drop --streaming or --distill.")
-        else:
-            raise ConfigError("--distill trains a student on an ensemble's probabilities: add --ensemble N (N >= 2), "
-                              "or drop --distill.")
-    sized = [name for name in ("student_hidden_size", "student_embedding_dim", "student_num_layers") if getattr(built["train"], name)]
-    if built["train"].distill and built["train"].distill_from_member and sized:
-        raise ConfigError(f"--distill-from-member starts the student from a member, so it has the members' sizes: drop "
-                          f"{', '.join('--' + n.replace('_', '-') for n in sized)} or --distill-from-member.")
-    if data.distill_file is not None and not built["train"].distill:
-        raise ConfigError("--distill-file holds texts for the distilled student: add --distill (with --ensemble N, N >= 2), "
-                          "or drop --distill-file.")
-    if data.pretrain_file is not None and not built["train"].pretrain_epochs:
-        raise ConfigError("--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file.")
-    if built["train"].pretrain_epochs and data.streaming and data.pretrain_file is None:
-        raise ConfigError("--pretrain-epochs pretrains on the train split held in memory: with --streaming, give the texts to "
-                          "pretrain on with --pretrain-file F, or drop --pretrain-epochs.")
+    if built["train"].distill and (built["model"].ensemble_size < 2 or data.streaming) and "distill" not in sections.get("train", {}):
+        built["train"] = dataclasses.replace(built["train"], distill=False)  # the preset's: it applies to its ensemble only
     return RunConfig(data=data, preset=preset, **built)

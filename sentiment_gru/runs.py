@@ -1,7 +1,7 @@
 """Whole runs: train and save a model folder; evaluate a saved model on a split or file; compare two saved models.
 
-Each scores its model through `evaluation.score` and hands the result to `evaluation.evaluate` (or
-`evaluation.compare`); `report.write_reports` renders it.
+Each scores its model through `evaluate.scoring.score` and hands the result to `evaluate.scoring.evaluate` (or
+`evaluate.scoring.compare`); `evaluate.report.write_reports` renders it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import torch
 from . import __version__
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
 from .data.load import LoadedData, describe_sizes, load_data
-from .errors import ConfigError, DataError
+from .errors import DataError
+from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
 from .evaluate.calibration import fit_temperature
 from .evaluate.card import write_card
 from .evaluate.report import write_reports
-from .evaluate.scoring import BASELINES, Baseline, Scores, blend, compare, compute_metrics, evaluate, fit_baseline, linear_baseline, score
+from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evaluate, score
 from .files import HISTORY_FILE, write_json
 from .inference.backends import TorchBackend
 from .inference.classifier import SentimentClassifier
@@ -60,8 +61,7 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     writes; the other ranks return None.
     """
     output_dir = Path(output_dir)
-    if config.data.streaming and resume:
-        raise ConfigError("--resume cannot continue a --streaming run: a stream has no saved position. Run it again without --resume.")
+    config.validate(resume=resume)
     check_output_dir(output_dir)  # fail before training, not after
     dist, device = distributed.setup(config.train.device)
     try:

@@ -242,7 +242,8 @@ def test_blend_with_nbsvm_is_reported_beside_the_model(tiny_files, tmp_path):
 
 
 def test_a_blend_scored_on_validation_never_uses_a_weight_fitted_on_the_same_text():
-    from sentiment_gru.evaluate.scoring import Scores, blend
+    from sentiment_gru.evaluate.baselines import blend
+    from sentiment_gru.evaluate.scoring import Scores
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 400)

@@ -10,8 +10,9 @@ import pytest
 
 from sentiment_gru.config import DataConfig
 from sentiment_gru.data.corpus import stratified_split
-from sentiment_gru.data.load import load_data
-from sentiment_gru.errors import DataError
+from sentiment_gru.data.load import EMPTY, NAMED, NUMERIC, UNLABELLED, classify_row, load_data, load_unlabelled_texts
+from sentiment_gru.data.tables import FILE_FORMATS, read_texts, shorten
+from sentiment_gru.errors import ConfigError, DataError
 
 from conftest import make_rows, write_csv
 
@@ -38,26 +39,62 @@ def test_stratified_split_keeps_class_shares():
     assert sum(labels[i] for i in parts["test"]) == 30
 
 
+def _write_table(path, rows) -> None:
+    """`rows` in the format `path`'s suffix names."""
+    if path.suffix == ".csv":
+        write_csv(path, rows)
+    elif path.suffix == ".tsv":
+        write_csv(path, rows, delimiter="\t")
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+    else:
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
 def test_each_file_format(tmp_path, suffix):
     rows = make_rows(50, seed=4)
     path = tmp_path / f"train{suffix}"
-    if suffix == ".csv":
-        write_csv(path, rows)
-    elif suffix == ".tsv":
-        write_csv(path, rows, delimiter="\t")
-    elif suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    elif suffix == ".json":
-        path.write_text(json.dumps(rows))
-    else:
-        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    _write_table(path, rows)
     data = load_data(DataConfig(train_file=str(path)))
     assert data.label_names == ["negative", "positive"]
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 50
     assert any("no validation split" in n for n in data.notes)
     assert any("no test split" in n for n in data.notes)
     assert data.eval_split == "validation"
+
+
+@pytest.mark.parametrize("suffix", list(FILE_FORMATS))
+def test_predicts_streaming_reader_and_the_datasets_loader_read_the_same_texts(tmp_path, suffix):
+    rows = [{"id": i, "Review": r["text"], "label": r["label"]} for i, r in enumerate(make_rows(20, seed=2))]
+    path = tmp_path / f"texts{suffix}"
+    _write_table(path, rows)
+    streamed = list(read_texts(str(path), None))  # the column found as "review", case aside
+    assert streamed == [r["Review"] for r in rows]
+    assert list(load_unlabelled_texts(str(path), None, "pretrain")["text"]) == streamed
+    assert list(read_texts(str(path), "Review")) == streamed
+
+
+def test_predicts_reader_errors_name_the_file_option(tmp_path):
+    with pytest.raises(DataError, match=r"^--file .*missing\.csv: no such file\.$"):
+        read_texts(str(tmp_path / "missing.csv"), None)
+    table = write_csv(tmp_path / "t.csv", [{"body": "fine", "label": "positive"}])
+    with pytest.raises(DataError, match=r"No text column found in --file .*t\.csv \(looked for text, sentence, review, content\); "
+                                        r"its columns are: body, label\. Pass --text-column NAME\."):
+        read_texts(str(table), None)
+    lines = tmp_path / "lines.txt"
+    lines.write_text("good\nbad\n")
+    assert list(read_texts(str(lines), None)) == ["good", "bad"]
+    with pytest.raises(ConfigError, match=r"--text-column needs a table file \(\.csv, \.tsv, \.json, \.jsonl, \.parquet\); "):
+        read_texts(str(lines), "text")
+
+
+def test_shorten_puts_a_text_on_one_line_within_its_width():
+    assert shorten("  a\n fine\tfilm ", 80) == "a fine film"
+    assert shorten("x" * 80, 80) == "x" * 80
+    assert shorten("x" * 81, 80) == "x" * 77 + "..."
 
 
 def test_local_dataset_folder_through_load_dataset(tmp_path):
@@ -147,6 +184,41 @@ def test_rows_with_empty_text_or_missing_label_are_counted_and_skipped(tmp_path)
     assert "skipped 2 row(s) with empty or missing text (rows 4, 8)" in note
     assert "skipped 1 row(s) with no label (rows 12)" in note
     assert len(data.splits["train"]) + len(data.splits["validation"]) == 27
+
+
+def test_one_rule_classifies_a_row():
+    assert classify_row("fine", "positive", None, None) == (NAMED, "positive")
+    assert classify_row("fine", " 1 ", None, None) == (NUMERIC, "1")
+    assert classify_row("fine", 1.0, None, None) == (NUMERIC, "1")
+    assert classify_row("fine", 1, None, ("negative", "positive")) == (NAMED, "positive")
+    assert classify_row("fine", 1, ["neg", "pos"], None) == (NAMED, "pos")
+    assert classify_row("fine", -1, ["neg", "pos"], None) == (UNLABELLED, None)  # a hidden test label
+    for label in (None, float("nan"), "  "):
+        assert classify_row("fine", label, None, None) == (UNLABELLED, None)
+    for text in (None, "", " \t"):
+        assert classify_row(text, "positive", None, None) == (EMPTY, None)
+    with pytest.raises(DataError, match=r"Label 2 has no name: --label-names gives 2 names for labels 0\.\.1\."):
+        classify_row("", 2, None, ("negative", "positive"))  # even on a row that is skipped
+
+
+def test_streamed_and_held_splits_skip_the_same_rows_with_the_same_note(tmp_path):
+    rows = make_rows(60)
+    for i in (3, 7, 20, 21, 22, 23, 24):
+        rows[i]["text"] = " "
+    rows[11]["label"] = ""
+    path = str(write_csv(tmp_path / "t.csv", rows))
+    held = next(n for n in load_data(DataConfig(train_file=path)).notes if n.startswith("train:"))
+    streamed = next(n for n in load_data(DataConfig(train_file=path, streaming=True)).notes if n.startswith("train:"))
+    assert held == streamed == ("train: skipped 7 row(s) with empty or missing text (rows 4, 8, 21, 22, 23, ...); "
+                                "skipped 1 row(s) with no label (rows 12)")
+
+
+def test_a_streamed_label_column_mixing_numbers_and_names_stops(tmp_path):
+    rows = make_rows(40)
+    rows[4]["label"] = "1"
+    with pytest.raises(DataError, match=r"The label column 'label' of the train split of the files \(train=t\.csv\) mixes numbers "
+                                        r"and names \(1, negative, positive\)\. Make the labels consistent"):
+        load_data(DataConfig(train_file=str(write_csv(tmp_path / "t.csv", rows)), streaming=True))
 
 
 def test_unreadable_and_unsupported_files(tmp_path):

@@ -139,3 +139,43 @@ def test_presets_sit_between_defaults_and_explicit_options():
     assert overridden.model.ensemble_size == 1 and overridden.train.epochs == 2
     with pytest.raises(ConfigError, match=r"Unknown preset 'imdb'; choose one of snippets, treebank, reviews"):
         build_run_config(DataConfig(), preset="imdb")
+
+
+def test_rules_that_join_options_are_checked_by_the_run_config():
+    import re
+
+    from sentiment_gru.config import DataConfig, ModelConfig, RunConfig, TrainConfig, build_data_config, build_run_config
+
+    streamed = DataConfig(train_file="t.csv", streaming=True)
+    refused = [
+        (dict(data=streamed, model=ModelConfig(ensemble_size=2), train=TrainConfig(distill=True)),
+         "--distill needs the train split held in memory to label it with the ensemble: drop --streaming or --distill."),
+        (dict(train=TrainConfig(distill=True)),
+         "--distill trains a student on an ensemble's probabilities: add --ensemble N (N >= 2), or drop --distill."),
+        (dict(model=ModelConfig(ensemble_size=2), train=TrainConfig(distill=True, distill_from_member=True, student_num_layers=1,
+                                                                    student_embedding_dim=8)),
+         "--distill-from-member starts the student from a member, so it has the members' sizes: drop --student-embedding-dim, "
+         "--student-num-layers or --distill-from-member."),
+        (dict(data=DataConfig(distill_file="d.txt")),
+         "--distill-file holds texts for the distilled student: add --distill (with --ensemble N, N >= 2), or drop --distill-file."),
+        (dict(data=DataConfig(pretrain_file="p.txt")),
+         "--pretrain-file holds texts for pretraining: add --pretrain-epochs N (N >= 1), or drop --pretrain-file."),
+        (dict(data=streamed, train=TrainConfig(pretrain_epochs=1)),
+         "--pretrain-epochs pretrains on the train split held in memory: with --streaming, give the texts to pretrain on with "
+         "--pretrain-file F, or drop --pretrain-epochs."),
+    ]
+    for sections, message in refused:
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            RunConfig(**sections)
+    run = RunConfig(data=streamed)
+    run.validate()
+    with pytest.raises(ConfigError, match=r"^--resume cannot continue a --streaming run: a stream has no saved position\. "
+                                          r"Run it again without --resume\.$"):
+        run.validate(resume=True)
+    RunConfig().validate(resume=True)
+    with pytest.raises(ConfigError, match=r"^--stream-sample-size only applies with --streaming\. Add --streaming or drop it\.$"):
+        build_data_config({"train_file": "t.csv", "stream_sample_size": 10})
+    assert build_data_config({"train_file": "t.csv", "streaming": True, "stream_sample_size": 10}, seed=5).seed == 5
+    # a preset's distillation applies to its own ensemble: dropped, not refused, when the run cannot have one
+    assert not build_run_config(streamed, preset="snippets").train.distill
+    assert not build_run_config(DataConfig(), preset="snippets", model={"ensemble_size": 1}).train.distill

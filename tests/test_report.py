@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from sentiment_gru.evaluate.scoring import bootstrap, length_buckets, mcnemar
+from sentiment_gru.evaluate.statistics import bootstrap, length_buckets, mcnemar
 
 NUMBER = r"([+-]?\d+\.\d{4})"
 
@@ -64,6 +64,55 @@ def test_bootstrap_and_mcnemar_on_known_cases():
     # 6 vs 2 discordant pairs: two-sided exact p = 2 * P(X <= 2 | n=8) = 2 * 37/256
     a = np.array([1] * 6 + [0] * 2)
     assert mcnemar(np.ones(8, dtype=int), a, 1 - a)["p_value"] == pytest.approx(2 * 37 / 256)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_accuracy_and_macro_f1_are_scikit_learns_to_the_bit(classes):
+    """compute_metrics and the baseline score through metrics.accuracy_and_macro_f1; the figures are scikit-learn's exactly,
+    a class that is neither true nor predicted included (F1 0 in compute_metrics; left out of the baseline's average)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from sentiment_gru.evaluate.scoring import compute_metrics
+
+    rng = np.random.default_rng(classes)
+    labels = rng.integers(0, classes - 1, 997)  # the last class never true
+    predictions = np.where(rng.random(997) < 0.7, labels, rng.integers(0, classes - 1, 997))
+    probabilities = np.eye(classes)[predictions] * 0.5 + 0.5 / classes
+    found = compute_metrics(labels, probabilities, [f"c{i}" for i in range(classes)], "test")
+    assert found["accuracy"] == accuracy_score(labels, predictions)
+    assert found["macro_f1"] == f1_score(labels, predictions, labels=list(range(classes)), average="macro", zero_division=0)
+
+
+def test_the_baseline_scores_as_scikit_learn_did(monkeypatch):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from sentiment_gru.evaluate import baselines
+
+    rng = np.random.default_rng(1)
+    eval_labels = rng.integers(0, 3, 200)
+    predictions = np.where(rng.random(200) < 0.6, eval_labels, 3)  # class 3 predicted, never true; class 4 neither
+
+    class Fitted:
+        classes_ = np.arange(5)
+
+        def predict_proba(self, texts):
+            return np.eye(5)[predictions]
+
+    monkeypatch.setattr(baselines, "fit_baseline", lambda kind, texts, labels: Fitted())
+    found = baselines.linear_baseline(["a"], np.array([0]), ["b"] * 200, eval_labels).metrics
+    assert found["accuracy"] == accuracy_score(eval_labels, predictions)
+    assert found["macro_f1"] == f1_score(eval_labels, predictions, average="macro")
+
+
+def test_one_interval_format_for_the_report_the_comparison_and_the_card():
+    from sentiment_gru.evaluate.card import _interval
+    from sentiment_gru.evaluate.report import format_interval
+
+    assert format_interval([0.81234, 0.9]) == "[0.8123, 0.9000]"
+    assert format_interval([-0.0123, 0.0456]) == "[-0.0123, +0.0456]"  # a difference that reaches below zero: both signed
+    assert format_interval([-0.05, -0.01]) == "[-0.0500, -0.0100]"
+    assert _interval({"confidence_intervals": {"accuracy": [0.7, 0.75]}}, "accuracy") == "[0.7000, 0.7500]"
+    assert _interval({}, "accuracy") == ""
 
 
 def test_length_buckets_cover_every_text():

@@ -18,25 +18,18 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
+from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file
 
 log = logging.getLogger(__name__)
 
-TEXT_CANDIDATES = ("text", "sentence", "review", "content")
-LABEL_CANDIDATES = ("label", "labels", "sentiment")
 SPLIT_ALIASES = {
     "train": ("train",),
     "validation": ("validation", "valid", "val", "dev"),
     "test": ("test",),
 }
-FILE_FORMATS = {
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
-    ".json": ("json", {}),
-    ".jsonl": ("json", {}),
-    ".parquet": ("parquet", {}),
-}
 EXAMPLE_ROWS = 5
-NAMED, NUMERIC, EMPTY, UNLABELLED = 0, 1, 2, 3  # status of a row while cleaning
+NAMED, NUMERIC, EMPTY, UNLABELLED = 0, 1, 2, 3  # what a row is: `classify_row`
+SKIPPED = {EMPTY: "empty or missing text", UNLABELLED: "no label"}  # the rows left out, and why
 
 
 @dataclass
@@ -105,16 +98,17 @@ class StreamedSplit:
         split = cls(stream, text_column, label_column, config.label_names, config)
         split.hold_out = hold_out
         names: set[str] = set()
-        skipped: dict[str, list[int]] = {"empty": [], "unlabelled": []}  # the first rows of each kind, by number
-        counts = {"empty": 0, "unlabelled": 0}
-        for row, text, name in split._rows(with_skipped=True):
-            if text is None:
-                kind = "empty" if name is None else "unlabelled"
-                counts[kind] += 1
-                if len(skipped[kind]) <= EXAMPLE_ROWS:
-                    skipped[kind].append(row)
+        kinds: set[int] = set()  # NAMED, NUMERIC: the kinds of label seen
+        skipped: dict[int, list[int]] = {kind: [] for kind in SKIPPED}  # the first rows of each kind, by number
+        counts = dict.fromkeys(SKIPPED, 0)
+        for row, status, text, name in split._rows():
+            if status in SKIPPED:
+                counts[status] += 1
+                if len(skipped[status]) <= EXAMPLE_ROWS:
+                    skipped[status].append(row)
                 continue
             names.add(name)
+            kinds.add(status)
             if split._held_out(text):
                 split.held_out.append((text, name))
                 continue
@@ -122,33 +116,26 @@ class StreamedSplit:
             if len(split.sample) < config.stream_sample_size:
                 split.sample.append(text)
         split.names = sorted(names)
-        numeric = [n for n in names if n.lstrip("-").isdigit()]
-        if numeric and len(numeric) < len(names):
+        if kinds == {NAMED, NUMERIC}:
             raise DataError(
                 f"The label column '{label_column}' of {where} mixes numbers and names ({', '.join(sorted(names)[:6])}). "
                 "Make the labels consistent, or name numbers with --label-names."
             )
         if split.rows == 0:
             raise DataError(f"The train split of {where} has no usable rows. Check the file and --text-column/--label-column.")
-        split.skipped = split._skipped_note(skipped, counts)
+        split.skipped = _skipped_note(counts, skipped)
         return split
 
-    def _rows(self, with_skipped: bool = False, epoch: int | None = None):
-        """(row number, text, label name) of each row; text is None for a skipped row (name None: no text)."""
+    def _rows(self, epoch: int | None = None):
+        """(row number, status, text, label name) of each row: `classify_row`'s status, and the name of a usable row."""
         stream = self.stream
         if epoch is not None and self.config.stream_shuffle_buffer > 1:
             stream = stream.shuffle(seed=self.config.seed, buffer_size=self.config.stream_shuffle_buffer)
             stream.set_epoch(epoch)
         for row, record in enumerate(stream, start=1):
-            text, name = record[self.text_column], _label_name(record[self.label_column], self.class_names, self.int_label_names)
-            if not isinstance(text, str) or not text.strip():
-                if with_skipped:
-                    yield row, None, None
-            elif name is None:
-                if with_skipped:
-                    yield row, None, ""
-            else:
-                yield row, text, name
+            text = record[self.text_column]
+            status, name = classify_row(text, record[self.label_column], self.class_names, self.int_label_names)
+            yield row, status, text, name
 
     def _held_out(self, text: str) -> bool:
         """Whether a row is held out for validation: decided by a keyed hash of its text, so shuffling does not move it."""
@@ -156,14 +143,6 @@ class StreamedSplit:
             return False
         key = int(split_key(f"{self.config.seed}\0{text}")[:8], 16)
         return key < self.config.validation_fraction * 16**8
-
-    def _skipped_note(self, rows: dict[str, list[int]], counts: dict[str, int]) -> str:
-        parts = []
-        if counts["empty"]:
-            parts.append(f"skipped {counts['empty']} row(s) with empty or missing text (rows {_examples(rows['empty'])})")
-        if counts["unlabelled"]:
-            parts.append(f"skipped {counts['unlabelled']} row(s) with no label (rows {_examples(rows['unlabelled'])})")
-        return "; ".join(parts)
 
     def validation(self, index: dict[str, int]):
         """The held-out rows as an in-memory dataset of `text` and `label`."""
@@ -177,8 +156,8 @@ class StreamedSplit:
 
     def epoch(self, epoch: int):
         """This epoch's rows as (text, label index); the held-out rows are left out. Shuffled in a buffer per epoch."""
-        for _, text, name in self._rows(epoch=epoch):
-            if not self._held_out(text):
+        for _, status, text, name in self._rows(epoch=epoch):
+            if status not in SKIPPED and not self._held_out(text):
                 yield text, self.label_index[name]
 
     def __len__(self) -> int:
@@ -286,10 +265,9 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, fl
     import datasets
 
     flag = flag or f"--{split}-file"
-    path, where = Path(path_str), f"{flag} {path_str}"
-    if path.suffix.lower() == ".txt":
-        if not path.is_file():
-            raise DataError(f"{where}: no such file.")
+    where = f"{flag} {path_str}"
+    if Path(path_str).suffix.lower() == ".txt":
+        path = existing_file(path_str, flag)
         try:
             ds = datasets.load_dataset("text", data_files=str(path), split="train")
         except Exception as exc:  # datasets wraps decoding and empty-file errors in several types
@@ -303,23 +281,6 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, fl
     if not len(ds):
         raise DataError(f"{where} holds no texts (every line or row is empty).")
     return ds.rename_column(column, "text") if column != "text" else ds
-
-
-def detect_column(columns: list[str], explicit: str | None, candidates: tuple[str, ...], kind: str, where: str) -> str:
-    """The column named by the user, or the first known name present (case-insensitive)."""
-    flag = f"--{kind}-column"
-    if explicit is not None:
-        if explicit not in columns:
-            raise DataError(f"Column '{explicit}' ({flag}) not found in {where}; its columns are: {', '.join(columns)}.")
-        return explicit
-    lowered = {c.lower(): c for c in columns}
-    for name in candidates:
-        if name in lowered:
-            return lowered[name]
-    raise DataError(
-        f"No {kind} column found in {where} (looked for {', '.join(candidates)}); "
-        f"its columns are: {', '.join(columns)}. Pass {flag} NAME."
-    )
 
 
 def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -337,10 +298,8 @@ def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 def _load_file(path_str: str, split: str, streaming: bool = False, flag: str | None = None):
     import datasets
 
-    path = Path(path_str)
     flag = flag or f"--{split}-file"
-    if not path.is_file():
-        raise DataError(f"{flag} {path_str}: no such file.")
+    path = existing_file(path_str, flag)
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
         raise DataError(f"{flag} {path_str}: unsupported file type '{suffix}'; use one of {', '.join(FILE_FORMATS)}.")
@@ -468,13 +427,7 @@ def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[
     def mark(batch: dict[str, list]) -> dict[str, list]:
         texts, names, status = [], [], []
         for text, label in zip(batch[text_column], batch[label_column]):
-            name = _label_name(label, class_names, int_label_names)
-            if not isinstance(text, str) or not text.strip():
-                code = EMPTY
-            elif name is None:
-                code = UNLABELLED
-            else:
-                code = NUMERIC if name.lstrip("-").isdigit() else NAMED
+            code, name = classify_row(text, label, class_names, int_label_names)
             texts.append(text if isinstance(text, str) else "")
             names.append(name or "")
             status.append(code)
@@ -493,14 +446,28 @@ def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[
             f"(rows {_examples(minority.tolist())}) among {int(usable.sum())}. "
             "Make the labels consistent, or name numbers with --label-names."
         )
-    empty, unlabelled = rows[status == EMPTY].tolist(), rows[status == UNLABELLED].tolist()
-    parts = []
-    if empty:
-        parts.append(f"skipped {len(empty)} row(s) with empty or missing text (rows {_examples(empty)})")
-    if unlabelled:
-        parts.append(f"skipped {len(unlabelled)} row(s) with no label (rows {_examples(unlabelled)})")
+    skipped = {kind: rows[status == kind].tolist() for kind in SKIPPED}
     kept = marked if usable.all() else marked.select(np.flatnonzero(usable))
-    return kept.remove_columns("status"), "; ".join(parts)
+    return kept.remove_columns("status"), _skipped_note({kind: len(r) for kind, r in skipped.items()}, skipped)
+
+
+def classify_row(text: Any, label: Any, class_names: list[str] | None,
+                 int_label_names: tuple[str, ...] | None) -> tuple[int, str | None]:
+    """What one row is, for in-memory and streamed splits alike: (EMPTY, None) when its text is missing or blank,
+    (UNLABELLED, None) when it has no label, else (NUMERIC or NAMED, its label's name). A split whose rows are
+    NUMERIC and NAMED both mixes numbers and names, and is refused."""
+    name = _label_name(label, class_names, int_label_names)
+    if not isinstance(text, str) or not text.strip():
+        return EMPTY, None
+    if name is None:
+        return UNLABELLED, None
+    return (NUMERIC if name.lstrip("-").isdigit() else NAMED), name
+
+
+def _skipped_note(counts: dict[int, int], rows: dict[int, list[int]]) -> str:
+    """A sentence on the rows left out: how many of each SKIPPED kind, and the first row numbers (`rows`)."""
+    return "; ".join(f"skipped {counts[kind]} row(s) with {reason} (rows {_examples(rows[kind])})"
+                     for kind, reason in SKIPPED.items() if counts[kind])
 
 
 def _with_label_ids(ds, index: dict[str, int]):

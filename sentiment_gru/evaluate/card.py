@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import CARD_FILE, ONNX_FILE
+from .report import format_interval
 
 LIBRARY = "sentiment-gru"
 LICENSE = "mit"
@@ -110,13 +111,13 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         trained.append(f"- Note: {note}.")
     out += ["## Training", "\n".join(trained)]
 
-    rows = [f"| this model | {metrics['accuracy']:.4f} | {_ci(metrics, 'accuracy')} | {metrics['macro_f1']:.4f} |"]
+    rows = [f"| this model | {metrics['accuracy']:.4f} | {_interval(metrics, 'accuracy')} | {metrics['macro_f1']:.4f} |"]
     if metrics.get("ensemble"):
         e = metrics["ensemble"]
         rows.append(f"| the {e['members']}-member ensemble it was distilled from | {e['accuracy']:.4f} | | {e['macro_f1']:.4f} |")
     if metrics.get("baseline"):
         b = metrics["baseline"]
-        rows.append(f"| baseline: {b['name']} | {b['accuracy']:.4f} | {_ci(b, 'accuracy')} | {b['macro_f1']:.4f} |")
+        rows.append(f"| baseline: {b['name']} | {b['accuracy']:.4f} | {_interval(b, 'accuracy')} | {b['macro_f1']:.4f} |")
     if metrics.get("blend"):
         mixed, nb = metrics["blend"], metrics["blend"]["nbsvm"]
         rows.append(f"| baseline: {nb['name']} | {nb['accuracy']:.4f} | | {nb['macro_f1']:.4f} |")
@@ -171,6 +172,7 @@ From the command line: `sentiment-gru-predict --artifacts {name} "some text"`. W
     return out
 
 
-def _ci(scores: dict[str, Any], key: str) -> str:
+def _interval(scores: dict[str, Any], key: str) -> str:
+    """The 95% interval of `scores[key]` as the report shows it; empty when there is none."""
     interval = scores.get("confidence_intervals", {}).get(key)
-    return f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+    return format_interval(interval) if interval else ""

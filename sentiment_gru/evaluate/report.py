@@ -1,4 +1,4 @@
-"""The evaluation report a person reads, drawn and rendered from an `evaluation.Evaluation`.
+"""The evaluation report a person reads, drawn and rendered from a `scoring.Evaluation`.
 
 `write_reports` writes metrics.json, scikit-learn's text report, the confusion matrix (CSV and PNG), the
 other figures, and report.html (self-contained) and report.md, both made from one list of blocks. Every
@@ -185,8 +185,9 @@ def _f(x: float) -> str:
     return f"{x:.4f}"
 
 
-def _ci(pair: list[float]) -> str:
-    return f"[{pair[0]:.4f}, {pair[1]:.4f}]"
+def format_interval(pair: list[float]) -> str:
+    """An interval as `[low, high]` to 4 decimals; both signed when it reaches below zero (a difference)."""
+    return f"[{pair[0]:+.4f}, {pair[1]:+.4f}]" if min(pair) < 0 else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
 
 
 def _signed(x: float) -> str:
@@ -206,7 +207,7 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     # 1. headline
     blocks.append(("h2", "1. Headline"))
     ci = metrics["confidence_intervals"]
-    rows = [["GRU", _f(metrics["accuracy"]), _ci(ci["accuracy"]), _f(metrics["macro_f1"]), _ci(ci["macro_f1"])]]
+    rows = [["GRU", _f(metrics["accuracy"]), format_interval(ci["accuracy"]), _f(metrics["macro_f1"]), format_interval(ci["macro_f1"])]]
     if metrics.get("ensemble"):
         ensemble = metrics["ensemble"]
         rows.append([f"Ensemble of {ensemble['members']} this model was distilled from", _f(ensemble["accuracy"]), "-",
@@ -214,8 +215,8 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     baseline = metrics.get("baseline")
     if baseline:
         bci = baseline.get("confidence_intervals")
-        rows.append([f"Baseline: {baseline['name']}", _f(baseline["accuracy"]), _ci(bci["accuracy"]) if bci else "-",
-                     _f(baseline["macro_f1"]), _ci(bci["macro_f1"]) if bci else "-"])
+        rows.append([f"Baseline: {baseline['name']}", _f(baseline["accuracy"]), format_interval(bci["accuracy"]) if bci else "-",
+                     _f(baseline["macro_f1"]), format_interval(bci["macro_f1"]) if bci else "-"])
     mixed = metrics.get("blend")
     if mixed:
         rows.append([f"Baseline: {mixed['nbsvm']['name']}", _f(mixed["nbsvm"]["accuracy"]), "-", _f(mixed["nbsvm"]["macro_f1"]), "-"])
@@ -228,10 +229,10 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
                             "(log-loss), so no text is scored by a share it helped to choose."))
     if baseline and "comparison" in baseline:
         cmp = baseline["comparison"]
-        test = cmp["mcnemar"]
+        test, within = cmp["mcnemar"], cmp["difference_intervals"]
         blocks.append(("p", (
-            f"GRU minus baseline: accuracy {_signed(cmp['accuracy_difference'])} (95% CI {_ci(cmp['difference_intervals']['accuracy'])}), "
-            f"macro-F1 {_signed(cmp['macro_f1_difference'])} (95% CI {_ci(cmp['difference_intervals']['macro_f1'])}), paired bootstrap. "
+            f"GRU minus baseline: accuracy {_signed(cmp['accuracy_difference'])} (95% CI {format_interval(within['accuracy'])}), "
+            f"macro-F1 {_signed(cmp['macro_f1_difference'])} (95% CI {format_interval(within['macro_f1'])}), paired bootstrap. "
             f"Exact McNemar test: GRU right and baseline wrong on {test['a_right_b_wrong']:,} texts, the reverse on "
             f"{test['b_right_a_wrong']:,}; p = {_p(test['p_value'])}."
         )))
@@ -453,22 +454,19 @@ def write_reports(folder: str | Path, evaluation: Evaluation) -> str:
 
 
 def format_comparison(result: dict[str, Any]) -> str:
-    """A plain-text table of a `compare_models` result."""
+    """A plain-text table of a `scoring.compare` result, with the data and model folders `runs.compare_saved` adds."""
     lines = [f"{result['data']}, {result['split']} split, {result['size']:,} texts", "",
              f"{'':10}{'accuracy':>10} {'95% CI':>18}  {'macro-F1':>10} {'95% CI':>18}  {'log-loss':>9}  model"]
     for name in ("a", "b"):
         r = result[name]
         ci = r["intervals"]
-        lines.append(f"{name.upper():10}{r['accuracy']:>10.4f} {_ci(ci['accuracy']):>18}  {r['macro_f1']:>10.4f} {_ci(ci['macro_f1']):>18}"
-                     f"  {r['log_loss']:>9.4f}  {r['artifacts']}")
+        lines.append(f"{name.upper():10}{r['accuracy']:>10.4f} {format_interval(ci['accuracy']):>18}  "
+                     f"{r['macro_f1']:>10.4f} {format_interval(ci['macro_f1']):>18}  {r['log_loss']:>9.4f}  {r['artifacts']}")
     d = result["difference"]
-    lines.append(f"{'A - B':10}{d['accuracy']:>+10.4f} {_ci(d['intervals']['accuracy']):>18}  {d['macro_f1']:>+10.4f} "
-                 f"{_ci(d['intervals']['macro_f1']):>18}  (paired bootstrap, {d['bootstrap_resamples']:,} resamples)")
+    lines.append(f"{'A - B':10}{d['accuracy']:>+10.4f} {format_interval(d['intervals']['accuracy']):>18}  {d['macro_f1']:>+10.4f} "
+                 f"{format_interval(d['intervals']['macro_f1']):>18}  (paired bootstrap, {d['bootstrap_resamples']:,} resamples)")
     m = result["mcnemar"]
     lines += ["", f"McNemar (exact): A right and B wrong on {m['a_right_b_wrong']:,} texts, B right and A wrong on "
                   f"{m['b_right_a_wrong']:,}; p = {m['p_value']:.4g}"]
     return "\n".join(lines)
 
-
-def _ci(pair: list[float]) -> str:
-    return f"[{pair[0]:+.4f}, {pair[1]:+.4f}]" if min(pair) < 0 else f"[{pair[0]:.4f}, {pair[1]:.4f}]"
