@@ -1,4 +1,4 @@
-"""Distillation: a student classifier (`student`, started from scratch or from the `best_member`) learns to match the
+"""Distillation: a student classifier (`build_student`, started from scratch or from the `best_member`) learns to match the
 ensemble's logits (`distillation_loss`) on the training batches, on made-up variants of them and on unlabelled texts
 (`DistilledBatches`)."""
 
@@ -28,7 +28,7 @@ def best_member(history: list[dict[str, float]], count: int) -> int:
     return best_member
 
 
-def student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier) -> tuple[ModelConfig, GRUClassifier]:
+def build_student(tcfg: TrainConfig, model_config: ModelConfig, member: GRUClassifier) -> tuple[ModelConfig, GRUClassifier]:
     """The untrained student: the members' configuration with the student sizes given, sharing their lexicon tables."""
     sizes = {name: value for name, value in (("hidden_size", tcfg.student_hidden_size), ("embedding_dim", tcfg.student_embedding_dim),
                                               ("num_layers", tcfg.student_num_layers)) if value}

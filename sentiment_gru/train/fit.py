@@ -27,7 +27,7 @@ from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
 from ..text.tokenizer import PAD_ID, encode, encode_dataset, for_training, train_tokenizer
 from .checkpoint import Checkpoints
 from .classify import ClassifierTask
-from .distill import DistilledBatches, best_member, student
+from .distill import DistilledBatches, best_member, build_student
 from .distributed import SINGLE, Dist, resolve_device
 from .loop import Settings, run
 from .precision import resolve_precision
@@ -93,14 +93,14 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     )
     batches = _training_batches(data, encoded, labels, training_tokenizer, config, dist)
 
-    student_config, the_student = student(tcfg, model_config, classifiers[0]) if tcfg.distill else (None, None)
-    if the_student is not None:
-        the_student.to(device)
-    stages = classifiers + ([the_student] if the_student is not None else [])  # trained one after the other, each checkpointed
+    student_config, student = build_student(tcfg, model_config, classifiers[0]) if tcfg.distill else (None, None)
+    if student is not None:
+        student.to(device)
+    stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
     run_state = resumed if resumed is not None else RunState(tokenizer=tokenizer.to_str())
 
     def saver(stage: str) -> Callable[[LoopState], None] | None:
-        """Saves the run's state with `state` as the loop state of `stage` ("pretrain_state" or "fit"); None: none saved."""
+        """A loop's `save`: the run's state, with the loop's as its `stage` ("pretrain_state" or "fit"); None: nothing saved."""
         if checkpoints is None or not dist.is_main:
             return None
         return lambda state: checkpoints.save(dataclasses.replace(run_state, **{stage: state}).to_dict(), tokenizer)
@@ -118,8 +118,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
 
     first = run_state.member
     if resumed is not None:
-        for member, state in zip(stages, resumed.finished):
-            member.load_state_dict(state)
+        for member, weights in zip(stages, resumed.finished):
+            member.load_state_dict(weights)
         if resumed.fit is not None:
             log.info("resuming from %s/: member %d, %d epochs done", checkpoints.folder, first + 1, resumed.fit.epoch)
     for k, member in enumerate(stages[first:], start=first):
@@ -129,11 +129,11 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
             torch.manual_seed(seed + 100_003 * dist.rank)  # each rank its own dropout masks; rank 0 keeps a single run's
         resume = resumed.fit if resumed is not None and k == first else None
         stage_tcfg, stage_batches, settings = tcfg, batches, Settings.of(tcfg)
-        if member is the_student:
+        if member is student:
             model.eval()
             if tcfg.distill_from_member and resume is None:  # a resumed student has its own weights
                 best = best_member(run_state.history, len(classifiers))
-                the_student.load_state_dict(classifiers[best].state_dict())
+                student.load_state_dict(classifiers[best].state_dict())
                 log.info("the student starts from member %d, the best on validation", best + 1)
             stage_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
                                              learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
@@ -158,7 +158,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                 "lower one of them (or use --device cpu)."
             ) from None
         member.requires_grad_(True)  # gradual unfreezing leaves the lower groups frozen
-        role = {"role": "student"} if member is the_student else {}
+        role = {"role": "student"} if member is student else {}
         run_state.history += [{"member": k, **role, **row} if len(stages) > 1 else row for row in state.history]
         run_state.best_epochs.append(state.best_epoch)
         run_state.finished.append(member.state_dict())
@@ -168,12 +168,12 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         acc, f1 = map(float, accuracy_and_macro_f1(labels["validation"], val_logits.argmax(-1).numpy(), len(data.label_names)))
         log.info("ensemble of %d: val acc %.4f  val macro-F1 %.4f", len(classifiers), acc, f1)
     best_epochs = run_state.best_epochs
-    shipped, shipped_config = (the_student.eval(), student_config) if the_student is not None else (model, model_config)
+    shipped, shipped_config = (student.eval(), student_config) if student is not None else (model, model_config)
     return TrainResult(
         model=shipped, tokenizer=tokenizer, model_config=shipped_config, history=run_state.history,
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
         train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
-        encoded=encoded, teacher=model if the_student is not None else None, pretraining=run_state.pretraining,
+        encoded=encoded, teacher=model if student is not None else None, pretraining=run_state.pretraining,
     )
 
 

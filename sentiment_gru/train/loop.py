@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Settings:
+    """How long and how fast a task trains."""
+
     epochs: int  # at most; fewer when validation stops early
     learning_rate: float  # the peak rate of parameter groups that set none; the divergence advice names it
     warmup_fraction: float
@@ -49,6 +51,8 @@ class Settings:
 
 @dataclass
 class Loss:
+    """A batch's loss, as a task's `loss` gives it."""
+
     value: torch.Tensor  # the batch's mean loss, to backpropagate
     count: int  # how many terms the mean is over (texts, predicted tokens): an epoch's train loss weighs batches by it
     again: Callable[[], torch.Tensor] | None = None  # a second pass after the first backward (adversarial); its gradients add
@@ -67,6 +71,8 @@ class Epoch:
 
 @dataclass
 class Validation:
+    """An epoch's end, as a task's `validate` gives it."""
+
     row: dict[str, float]  # the epoch's history row
     summary: str  # its figures for the log line, e.g. `train loss 0.5231  val loss 0.4960  val acc 0.7710`
     accuracy: float | None = None  # with `loss`: the score the best epoch is chosen by; None: no choice, the last epoch stays
@@ -88,7 +94,8 @@ class Task(Protocol):
     def loss(self, net: nn.Module, batch: Any) -> Loss:
         """The batch's loss, computed through `net` (the model, or its DistributedDataParallel wrapper)."""
 
-    def validate(self, epoch: Epoch) -> Validation: ...
+    def validate(self, epoch: Epoch) -> Validation:
+        """Validate the model after an epoch; the row it gives goes into the history."""
 
 
 def run(task: Task, settings: Settings, seed: int, device: torch.device, dist: Dist = SINGLE, progress: bool | None = None,
@@ -105,21 +112,22 @@ def run(task: Task, settings: Settings, seed: int, device: torch.device, dist: D
     optimizer = torch.optim.AdamW(task.param_groups, lr=settings.learning_rate)
     steps = task.batches.steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(steps * settings.epochs, settings.warmup_fraction))
-    rng = random.Random(seed)
-    s = LoopState(bucket_rng=random_state(rng))
-    if resume is not None:
-        s = resume
-        model.load_state_dict(s.model)
-        optimizer.load_state_dict(s.optimizer)
-        scheduler.load_state_dict(s.scheduler)
-        set_rng_states(s.rng)
+    rng = random.Random(seed)  # shuffles the batches
+    if resume is None:
+        state = LoopState(bucket_rng=random_state(rng))
+    else:
+        state = resume
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
+        set_rng_states(state.rng)
 
     def wrap() -> nn.Module:  # DistributedDataParallel averages the gradients over the ranks
         return nn.parallel.DistributedDataParallel(model, find_unused_parameters=task.find_unused_parameters) if dist.enabled else model
 
     def checkpoint(where: str, signum: int | None = None) -> None:
         if save is not None:
-            save(dataclasses.replace(s, model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+            save(dataclasses.replace(state, model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                                      rng=rng_states()))
         if checkpoints is not None and (signum is not None or not dist.enabled):
             checkpoints.check_stop(where, signum)
@@ -129,26 +137,26 @@ def run(task: Task, settings: Settings, seed: int, device: torch.device, dist: D
         if checkpoints is not None and (checkpoints.folder / STATE_FILE).is_file():
             kept = f" The last good checkpoint is kept in {checkpoints.folder}/; delete it before retrying with other options."
         rate = settings.learning_rate
-        return TrainingError(f"Training diverged: {what} at step {step} of {task.name} {s.epoch + 1}. "
+        return TrainingError(f"Training diverged: {what} at step {step} of {task.name} {state.epoch + 1}. "
                              f"Lower {settings.rate_option} (now {rate:g}), e.g. to {rate / 10:g}.{kept}")
 
     net = wrap()
     if resume is None:
         checkpoint(f"before {task.name} 1")
-    while s.epoch < settings.epochs and s.stale < settings.patience:
-        if task.before_epoch(s.epoch) and dist.enabled:  # DistributedDataParallel fixes the parameters it averages when made
+    while state.epoch < settings.epochs and state.stale < settings.patience:
+        if task.before_epoch(state.epoch) and dist.enabled:  # DistributedDataParallel fixes the parameters it averages when made
             net = wrap()
         net.train()
         started = time.perf_counter()
-        set_random_state(rng, s.bucket_rng)
-        shown = Progress(log, f"{task.name} {s.epoch + 1}/{settings.epochs}", s.step, steps, progress if dist.is_main else False)
-        for batch in task.batches.epoch(s.epoch, rng, s.step):
+        set_random_state(rng, state.bucket_rng)
+        shown = Progress(log, f"{task.name} {state.epoch + 1}/{settings.epochs}", state.step, steps, progress if dist.is_main else False)
+        for batch in task.batches.epoch(state.epoch, rng, state.step):
             loss = task.loss(net, batch)
             value = loss.value.item()
             # summed over the ranks: loss x terms, terms, tokens, stop flags; a non-finite loss anywhere stops every rank
             stats = dist.sum([value * loss.count, loss.count, int(batch.lengths.sum()), *stop_flags(checkpoints)], device)
             if not math.isfinite(stats[0]):
-                raise diverged(f"the training loss became {stats[0] / stats[1] if dist.enabled else value}", s.step + 1)
+                raise diverged(f"the training loss became {stats[0] / stats[1] if dist.enabled else value}", state.step + 1)
             optimizer.zero_grad(set_to_none=True)
             loss.value.backward()
             if loss.again is not None:
@@ -156,38 +164,39 @@ def run(task: Task, settings: Settings, seed: int, device: torch.device, dist: D
             if settings.clip_norm > 0:
                 norm = float(nn.utils.clip_grad_norm_(model.parameters(), settings.clip_norm))
                 if not math.isfinite(norm):
-                    raise diverged(f"the gradient norm became {norm}", s.step + 1)
+                    raise diverged(f"the gradient norm became {norm}", state.step + 1)
             optimizer.step()
             scheduler.step()
-            s.step += 1
-            s.totals = [s.totals[0] + stats[0], s.totals[1] + int(stats[1]), s.totals[2] + int(stats[2])]
-            shown.update(*s.totals)
+            state.step += 1
+            state.totals = [state.totals[0] + stats[0], state.totals[1] + int(stats[1]), state.totals[2] + int(stats[2])]
+            shown.update(*state.totals)
             signum = agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
             if signum is not None:
-                checkpoint(f"in {task.name} {s.epoch + 1} after step {s.step}", signum)
+                checkpoint(f"in {task.name} {state.epoch + 1} after step {state.step}", signum)
         shown.close()
         seconds = time.perf_counter() - started
 
-        speed = s.totals[2] / seconds  # tokens per second
-        validation = task.validate(Epoch(s.epoch + 1, s.totals[0] / max(1, s.totals[1]), seconds, speed, scheduler.get_last_lr()[0]))
+        speed = state.totals[2] / seconds  # tokens per second
+        validation = task.validate(Epoch(state.epoch + 1, state.totals[0] / max(1, state.totals[1]), seconds, speed, scheduler.get_last_lr()[0]))
         if validation.loss is not None and not math.isfinite(validation.loss):
-            raise diverged(f"the validation loss became {validation.loss}", s.step)
-        s.epoch += 1
-        s.history.append(validation.row)
-        improved = validation.accuracy is not None and dist.broadcast(  # decided once, on rank 0, for every rank
-            better(validation.accuracy, validation.loss, s.best_accuracy, s.best_loss))
-        log.info("%s %d/%d  %s  %.1fs  %s tok/s%s", task.name, s.epoch, settings.epochs, validation.summary, seconds,
+            raise diverged(f"the validation loss became {validation.loss}", state.step)
+        state.epoch += 1
+        state.history.append(validation.row)
+        improved = False
+        if validation.accuracy is not None:  # decided once, on rank 0, for every rank
+            improved = dist.broadcast(better(validation.accuracy, validation.loss, state.best_accuracy, state.best_loss))
+        log.info("%s %d/%d  %s  %.1fs  %s tok/s%s", task.name, state.epoch, settings.epochs, validation.summary, seconds,
                  f"{speed:,.0f}", "  *best" if improved else "")
         if improved:
-            s.best_epoch, s.best_accuracy, s.best_loss, s.stale = s.epoch, validation.accuracy, validation.loss, 0
-            s.best_weights = copy.deepcopy(model.state_dict())
+            state.best_epoch, state.best_accuracy, state.best_loss, state.stale = state.epoch, validation.accuracy, validation.loss, 0
+            state.best_weights = copy.deepcopy(model.state_dict())
         elif validation.accuracy is not None:
-            s.stale += 1
-            if s.stale >= settings.patience:
-                log.info("stopping early: no validation gain for %d epochs", s.stale)
-        s.step, s.totals, s.bucket_rng = 0, [0.0, 0, 0], random_state(rng)
+            state.stale += 1
+            if state.stale >= settings.patience:
+                log.info("stopping early: no validation gain for %d epochs", state.stale)
+        state.step, state.totals, state.bucket_rng = 0, [0.0, 0, 0], random_state(rng)
         signum = agreed_signal(dist.sum(stop_flags(checkpoints), device)) if dist.enabled else None
-        checkpoint(f"at the end of {task.name} {s.epoch}", signum)
-    if s.best_weights is not None:
-        model.load_state_dict(s.best_weights)
-    return s
+        checkpoint(f"at the end of {task.name} {state.epoch}", signum)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
+    return state
