@@ -10,7 +10,7 @@ from torch import nn
 
 from sentiment_gru.config import ModelConfig
 from sentiment_gru.model.classifier import GRUClassifier
-from sentiment_gru.train.fit import _adversarial_perturbation
+from sentiment_gru.train.classify import _adversarial_perturbation
 
 from conftest import TINY_MODEL_ARGS
 

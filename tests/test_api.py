@@ -190,7 +190,7 @@ def test_made_up_texts_are_windows_of_the_batch_labelled_by_the_teacher():
     from sentiment_gru.config import ModelConfig
     from sentiment_gru.model.classifier import GRUClassifier
     from sentiment_gru.text.tokenizer import UNK_ID
-    from sentiment_gru.train.fit import DistilledBatches
+    from sentiment_gru.train.distill import DistilledBatches
 
     torch.manual_seed(0)
     teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()
@@ -276,7 +276,7 @@ def test_transfer_texts_are_mixed_in_with_the_teachers_labels_and_made_again_exa
     from sentiment_gru.data.batching import HeldBatches, TokenIds
     from sentiment_gru.config import ModelConfig
     from sentiment_gru.model.classifier import GRUClassifier
-    from sentiment_gru.train.fit import DistilledBatches
+    from sentiment_gru.train.distill import DistilledBatches
 
     torch.manual_seed(0)
     teacher = GRUClassifier(ModelConfig(vocab_size=50, embedding_dim=8, hidden_size=6, num_layers=1)).eval()

@@ -16,7 +16,7 @@ from sentiment_gru.model.encoder import BiGRUEncoder
 from sentiment_gru.errors import ConfigError
 from sentiment_gru.model.classifier import GRUClassifier
 from sentiment_gru.train.pretrain import LanguageModel, _zero_cross_direction_inputs, language_model_loss, layer_groups, pretrain
-from sentiment_gru.train.fit import _optimizer_groups
+from sentiment_gru.train.classify import _optimizer_groups
 
 from conftest import TINY_MODEL_ARGS, make_rows
 

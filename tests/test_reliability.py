@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from conftest import make_rows, write_csv
-from sentiment_gru.train import fit as training
+from sentiment_gru.train import classify as training
 from sentiment_gru.inference.folder import write_model_files
 from sentiment_gru.train.checkpoint import load_checkpoint_file
 from sentiment_gru.cli import train_main

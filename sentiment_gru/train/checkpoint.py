@@ -26,7 +26,7 @@ import torch
 from ..errors import CheckpointError, TrainingInterrupted
 from ..files import CONFIG_FILE, TOKENIZER_FILE, atomic_write
 
-CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 2
 STATE_FILE = "checkpoint.pt"
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -21,13 +19,13 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from ..data.batching import HeldBatches, TokenIds, sorted_batches
-from ..errors import TrainingError
+from ..data.batching import Batch, HeldBatches, TokenIds, sorted_batches
 from ..model.classifier import GRUClassifier
 from ..text.tokenizer import PAD_ID
-from .checkpoint import Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
+from .checkpoint import Checkpoints
 from .distributed import SINGLE, Dist
-from .schedule import Progress, warmup_linear
+from .loop import Epoch, Loss, Settings, Validation, run
+from .state import LoopState
 
 log = logging.getLogger(__name__)
 
@@ -83,84 +81,57 @@ class LanguageModel(nn.Module):
         return nn.functional.cross_entropy(self.full(states), targets), len(targets)
 
 
+class Pretraining:
+    """Language-model pretraining as a task for the training loop: `classifier`'s embedding and GRU, with a next-token
+    head, learn to predict the tokens of `ids` both ways; `val_ids` give each epoch's validation perplexity (on rank 0)."""
+
+    name = "pretraining epoch"
+    # the classifier's output layer is not used here, and a rare-token cluster may get no target in a batch: with
+    # several processes, DistributedDataParallel has to look for the parameters each step leaves without a gradient
+    find_unused_parameters = True
+
+    def __init__(self, classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None, tcfg: TrainConfig, device: torch.device,
+                 dist: Dist = SINGLE):
+        self.model = LanguageModel(classifier, ids.token_counts(classifier.config.vocab_size)).to(device)
+        _zero_cross_direction_inputs(classifier)
+        self.param_groups = [{"params": list(self.model.parameters()), "weight_decay": tcfg.weight_decay}]
+        self.batches = HeldBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size=tcfg.batch_size, bucket_size=tcfg.bucket_size,
+                                   rank=dist.rank, world_size=dist.world_size, pad_id=PAD_ID)
+        self.val_ids, self.device, self.dist = val_ids, device, dist
+
+    def before_epoch(self, epoch: int) -> bool:
+        return False
+
+    def loss(self, net: nn.Module, batch: Batch) -> Loss:
+        loss, predictions = net(batch.ids.to(self.device, non_blocking=True), batch.lengths)
+        return Loss(loss, predictions)
+
+    def validate(self, epoch: Epoch) -> Validation:
+        row = {"pretrain_epoch": epoch.number, "train_loss": epoch.train_loss, "seconds": epoch.seconds,
+               "tokens_per_second": epoch.tokens_per_second}
+        summary = f"train perplexity {math.exp(epoch.train_loss):.1f}"
+        if self.val_ids is not None and self.dist.is_main:
+            row["val_loss"] = language_model_loss(self.model, self.val_ids, self.device)
+            summary += f"  val perplexity {math.exp(row['val_loss']):.1f}"
+        return Validation(row, summary)
+
+
 def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None, tcfg: TrainConfig, device: torch.device,
              dist: Dist = SINGLE, progress: bool | None = None, checkpoints: Checkpoints | None = None,
-             save: Callable[[dict], None] | None = None, resume: dict | None = None) -> list[dict[str, float]]:
+             save: Callable[[LoopState], None] | None = None, resume: LoopState | None = None) -> list[dict[str, float]]:
     """Train `classifier`'s embedding and GRU as forward and backward language models on `ids` for
-    `tcfg.pretrain_epochs` epochs (AdamW, warm-up then linear decay); return one history row per epoch.
+    `tcfg.pretrain_epochs` epochs of the training loop; return one history row per epoch.
 
     The input columns through which a direction above the first layer reads the other direction start at zero
     and stay there (`BiGRUEncoder.forward_directions` never uses them), so the fine-tuned classifier starts
-    from exactly the pretrained network and learns to mix the directions.
-
-    `save(state)` is called before the first epoch and after each one; `resume` is such a state to go on
-    from. A stop asked for through `checkpoints` (SIGINT/SIGTERM) ends the run after the current step; the
-    resumed run starts that epoch again.
+    from exactly the pretrained network and learns to mix the directions. `save` and `resume` are the loop's.
     """
-    counts = ids.token_counts(classifier.config.vocab_size)
-    model = LanguageModel(classifier, counts).to(device)
-    _zero_cross_direction_inputs(classifier)
-    params = list(model.parameters())
-    optimizer = torch.optim.AdamW(params, lr=tcfg.pretrain_learning_rate or tcfg.learning_rate, weight_decay=tcfg.weight_decay)
-    batches = HeldBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size=tcfg.batch_size, bucket_size=tcfg.bucket_size,
-                          rank=dist.rank, world_size=dist.world_size, pad_id=PAD_ID)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear(batches.steps * tcfg.pretrain_epochs, tcfg.warmup_fraction))
-    # the classifier's output layer is not used here, and a rare-token cluster may get no target in a batch: with
-    # several processes, DistributedDataParallel has to look for the parameters each step leaves without a gradient
-    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if dist.enabled else model
-    rng = random.Random(tcfg.seed)
-    history, first = [], 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        history, first = resume["history"], resume["epoch"]
-        set_random_state(rng, resume["bucket_rng"])
-        set_rng_states(resume["rng"])
-
-    def checkpoint(epochs_done: int) -> None:
-        if save is not None:
-            save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                  "epoch": epochs_done, "history": history, "bucket_rng": random_state(rng), "rng": rng_states()})
-
-    if resume is None:
-        checkpoint(0)
+    task = Pretraining(classifier, ids, val_ids, tcfg, device, dist)
     log.info("pretraining the embedding and GRU as forward and backward language models: %s texts, %s tokens, %d epochs",
              f"{len(ids):,}", f"{int(ids.lengths.sum()):,}", tcfg.pretrain_epochs)
-    for epoch in range(first, tcfg.pretrain_epochs):
-        net.train()
-        started = time.perf_counter()
-        shown = Progress(log, f"pretraining epoch {epoch + 1}/{tcfg.pretrain_epochs}", 0, batches.steps, progress if dist.is_main else False)
-        totals = [0.0, 0, 0]  # loss * predictions, predictions, tokens
-        for batch in batches.epoch(epoch, rng):
-            loss, predictions = net(batch.ids.to(device, non_blocking=True), batch.lengths)
-            stats = dist.sum([loss.item() * predictions, predictions, int(batch.lengths.sum()), *stop_flags(checkpoints)], device)
-            if not math.isfinite(stats[0]):
-                raise TrainingError(f"Pretraining diverged: the loss became {stats[0]} in epoch {epoch + 1}. Lower --pretrain-learning-rate "
-                                    f"(now {tcfg.pretrain_learning_rate or tcfg.learning_rate:g}).")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg.clip_norm > 0:
-                nn.utils.clip_grad_norm_(params, tcfg.clip_norm)
-            optimizer.step()
-            scheduler.step()
-            totals = [totals[0] + stats[0], totals[1] + int(stats[1]), totals[2] + int(stats[2])]
-            shown.update(*totals)
-            signum = agreed_signal(stats[3:]) if dist.enabled else (checkpoints.stop_signal if checkpoints is not None else None)
-            if signum is not None:
-                checkpoints.check_stop(f"in pretraining epoch {epoch + 1}, which a resumed run starts again", signum)
-        shown.close()
-        seconds = time.perf_counter() - started
-        row = {"pretrain_epoch": epoch + 1, "train_loss": totals[0] / max(1, totals[1]), "seconds": seconds,
-               "tokens_per_second": totals[2] / seconds}
-        if val_ids is not None and dist.is_main:
-            row["val_loss"] = language_model_loss(model, val_ids, device)
-        history.append(row)
-        log.info("pretraining epoch %d/%d  train perplexity %.1f%s  %.1fs  %s tok/s", epoch + 1, tcfg.pretrain_epochs,
-                 math.exp(row["train_loss"]), f"  val perplexity {math.exp(row['val_loss']):.1f}" if "val_loss" in row else "",
-                 seconds, f"{row['tokens_per_second']:,.0f}")
-        checkpoint(epoch + 1)
-    return history
+    settings = Settings.of(tcfg, epochs=tcfg.pretrain_epochs, learning_rate=tcfg.pretrain_learning_rate or tcfg.learning_rate,
+                           rate_option="--pretrain-learning-rate")
+    return run(task, settings, tcfg.seed, device, dist, progress, checkpoints, save, resume).history
 
 
 @torch.no_grad()
