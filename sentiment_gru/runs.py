@@ -21,13 +21,13 @@ import torch
 
 from . import __version__
 from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
-from .data.load import LoadedData, describe_sizes, load_data
+from .data.load import LoadedData, describe_sizes, keep_used_labels, load_data
 from .errors import DataError
 from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
 from .evaluate.calibration import fit_temperature
 from .evaluate.card import write_card
 from .evaluate.report import write_reports
-from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evaluate, score
+from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evaluate, label_subset, on_labels, score
 from .files import HISTORY_FILE, write_json
 from .inference.backends import TorchBackend
 from .inference.classifier import SentimentClassifier
@@ -202,20 +202,25 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     """Score a saved model on a split of its own data or of the given data; write the reports."""
     classifier = SentimentClassifier.from_pretrained(artifacts, backend=backend)
     folder = classifier.folder
-    data = load_data(data_config or folder.data_config(), label_names=folder.label_names, need_train=False)
+    # data with fewer labels than the model (a negative/positive file, a negative/neutral/positive model) is scored on its own
+    data = keep_used_labels(load_data(data_config or folder.data_config(), label_names=folder.label_names, need_train=False))
     split = data.split_to_score(split)
     started = time.perf_counter()
-    scores = _saved_scores(classifier, data, split)
+    scores = on_labels(_saved_scores(classifier, data, split), [folder.label_names.index(n) for n in data.label_names])
     seconds = time.perf_counter() - started
     history_file = Path(artifacts) / HISTORY_FILE
     evaluation = evaluate(
-        scores, folder.label_names, texts=list(data.splits[split]["text"]),
+        scores, data.label_names, texts=list(data.splits[split]["text"]),
         baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
         explain=_explainer(classifier),
         history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=folder.config,
     )
     metrics = evaluation.metrics
     metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts), backend=classifier.backend_name)
+    subset = label_subset(folder.label_names, data.label_names)
+    if subset:
+        metrics["label_subset"] = subset
+        evaluation.text_report = f"Labels: {subset['rule']}.\n\n{evaluation.text_report}"
     out = Path(output_dir) if output_dir is not None else Path(artifacts) / "evaluation" / split
 
     def write(folder: Path) -> None:

@@ -45,6 +45,20 @@ def trained_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def three_label_dir(tmp_path_factory) -> Path:
+    """A small negative/neutral/positive model trained once through the real train command, shared by read-only tests."""
+    from sentiment_gru.cli import train_main
+
+    root = tmp_path_factory.mktemp("three")
+    labels = ("negative", "neutral", "positive")
+    files = {split: write_csv(root / f"{split}.csv", make_rows(n, seed=seed, labels=labels))
+             for split, n, seed in (("train", 240, 11), ("validation", 60, 12), ("test", 60, 13))}
+    out = root / "model"
+    assert train_main([f"--{s}-file={p}" for s, p in files.items()] + ["--output-dir", str(out), *TINY_MODEL_ARGS]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def exported_dir(trained_dir, tmp_path_factory) -> Path:
     """A copy of `trained_dir` with model.onnx written by the export command, shared by read-only tests."""
     from sentiment_gru.cli import export_main

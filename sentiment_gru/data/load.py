@@ -7,6 +7,7 @@ with a message that says what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -535,6 +536,20 @@ def _carve_validation(splits: dict[str, Any], config: DataConfig) -> dict[str, A
     parts = stratified_split(labels, np.asarray(keyed.with_format("numpy")["key"]),
                              {"validation": config.validation_fraction, "train": 1 - config.validation_fraction})
     return {**splits, "train": train.select(parts["train"]), "validation": train.select(parts["validation"])}
+
+
+def keep_used_labels(data: LoadedData) -> LoadedData:
+    """`data` with only the labels its held splits use, in `data.label_names`' order (a model's, when data with fewer
+    labels is scored with it), the label ids renumbered to match."""
+    used = sorted(set().union(*(np.unique(ds.with_format("numpy")["label"]).tolist() for ds in data.held_splits().values())))
+    if len(used) == len(data.label_names):
+        return data
+    renumber = np.full(len(data.label_names), -1, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    splits = {split: ds.map(lambda labels: {"label": renumber[np.asarray(labels)].tolist()}, input_columns="label", batched=True,
+                            desc="renumbering labels")
+              for split, ds in data.held_splits().items()}
+    return dataclasses.replace(data, splits={**data.splits, **splits}, label_names=[data.label_names[i] for i in used])
 
 
 def describe_sizes(data: LoadedData) -> str:

@@ -224,6 +224,8 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
                      _f(mixed["accuracy"]), "-", _f(mixed["macro_f1"]), "-"])
     blocks.append(("table", ["Model", "Accuracy", "95% CI", "Macro-F1", "95% CI"], rows))
     blocks.append(("p", f"95% intervals: percentile bootstrap over texts, {ci['resamples']:,} resamples (seed {ci['seed']})."))
+    if metrics.get("label_subset"):
+        blocks.append(("p", f"Labels: {metrics['label_subset']['rule']}."))
     if mixed:
         blocks.append(("p", f"The blend mixes the two models' probabilities; its share was fitted on {mixed['fitted_on']} "
                             "(log-loss), so no text is scored by a share it helped to choose."))

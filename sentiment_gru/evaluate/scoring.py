@@ -12,6 +12,7 @@ writes: `report.py` renders what `evaluate` returns.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,22 @@ def score(logits_of: Callable[[Any, int], np.ndarray], sequences: TokenIds | lis
     lengths = sequences.lengths if isinstance(sequences, TokenIds) else np.array([len(s) for s in sequences])
     return Scores(split=split, labels=np.asarray(labels, dtype=np.int64), logits=logits, temperature=float(temperature),
                   lengths=np.asarray(lengths))
+
+
+def on_labels(scores: Scores, columns: list[int]) -> Scores:
+    """A model's scores on the labels its logit columns `columns` are, in that order (its labels reordered, or a subset
+    of them): each text is predicted the largest of those labels' probabilities, and the probabilities are renormalised
+    over them. `scores.labels` must already index `columns`."""
+    return dataclasses.replace(scores, logits=scores.logits[:, columns])
+
+
+def label_subset(model_labels: list[str], labels: list[str]) -> dict[str, Any] | None:
+    """What `on_labels` did when the data has fewer labels than the model, for metrics.json and the report; None when not."""
+    if len(labels) == len(model_labels):
+        return None
+    return {"model_labels": list(model_labels), "scored_labels": list(labels),
+            "rule": f"the data has {len(labels)} of the model's {len(model_labels)} labels ({', '.join(model_labels)}): each text "
+                    f"is given the larger of the probabilities of {', '.join(labels)}, renormalised over them"}
 
 
 @dataclass
