@@ -75,6 +75,24 @@ def validate_options(config: Any) -> None:
             _check_float(owner, f.name, value, meta["low"], meta["high"], meta["high_open"])
 
 
+def class_weight_spec(value: str | None) -> str | dict[str, float] | None:
+    """--class-weight read: None, "balanced", or label name -> weight; a malformed value is a ConfigError."""
+    if value is None or value == "balanced":
+        return value
+    weights: dict[str, float] = {}
+    for part in value.split(","):
+        name, _, number = part.partition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = -1.0
+        if not name.strip() or not weight > 0 or weight == float("inf") or name.strip() in weights:
+            raise ConfigError(f"--class-weight must be balanced or label=weight,... with each label once and each weight a positive "
+                              f"number, e.g. negative=1,positive=2.5. Got {value!r} instead.")
+        weights[name.strip()] = weight
+    return weights
+
+
 @dataclass
 class TokenizerConfig:
     kind: str = option("bpe", "subword model trained on the training split: bpe (deterministic) or wordpiece",
@@ -186,9 +204,12 @@ class TrainConfig:
                                       low=1.0, high=100.0)
     gradual_unfreezing: bool = option(False, "train the classifier alone in the first epoch, then unfreeze one more layer group from "
                                              "the top each epoch (ULMFiT; for a pretrained network)")
+    class_weight: str | None = option(None, "weigh each label in the training loss: balanced (n_samples / (n_classes * count), "
+                                            "as scikit-learn) or label=weight,... (labels as in the data; others weigh 1)")
 
     def __post_init__(self) -> None:
         validate_options(self)
+        class_weight_spec(self.class_weight)
 
 
 @dataclass
@@ -276,6 +297,9 @@ class RunConfig:
                               "pretrain on with --pretrain-file F, or drop --pretrain-epochs.")
         if resume and data.streaming:
             raise ConfigError("--resume cannot continue a --streaming run: a stream has no saved position. Run it again without --resume.")
+        if train.class_weight == "balanced" and data.streaming:
+            raise ConfigError("--class-weight balanced counts the labels of the train split, which --streaming does not hold: give "
+                              "the weights by name (e.g. --class-weight negative=1,positive=2) or drop --streaming.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -114,6 +114,8 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         "calibration": {"temperature": validation.temperature, "fitted_on": "validation"},
         "versions": library_versions(),
     }
+    if result.class_weights is not None:
+        run_facts["class_weights"] = dict(zip(data.label_names, result.class_weights))
     if result.teacher is not None:
         run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
                                      "weight": config.train.distill_weight, "copies": config.train.distill_copies,

@@ -98,6 +98,9 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         f"seed {train.get('seed')}{', preset ' + config['preset'] if config.get('preset') else ''}.",
         f"- Time: {config.get('train_seconds', 0):.0f} s on {config.get('device', '-')} ({config.get('precision', '-')}).",
     ]
+    if config.get("class_weights"):
+        trained.append("- Class weights in the loss (`--class-weight " + config.get("train", {}).get("class_weight", "") + "`): "
+                       + ", ".join(f"{k} {v:.3g}" for k, v in config["class_weights"].items()) + ".")
     pretrained = config.get("pretraining")
     if pretrained:
         texts = pretrained["texts"]

@@ -249,6 +249,11 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
                  _f(metrics["macro_f1"]), f"{metrics['size']:,}"])
     rows.append(["weighted-average F1", "", "", _f(metrics["weighted_f1"]), f"{metrics['size']:,}"])
     blocks.append(("table", ["Label", "Precision", "Recall", "F1", "Support"], rows))
+    if config.get("class_weights"):
+        blocks.append(("p", "Trained with class weights in the loss (--class-weight "
+                            f"{config.get('train', {}).get('class_weight')}): "
+                            + ", ".join(f"{k} {v:.3g}" for k, v in config["class_weights"].items())
+                            + "; a label weighed more is predicted more often, which raises its recall."))
     blocks.append(("p", f"Log-loss {_f(metrics['log_loss'])} (probabilities after temperature scaling, "
                         f"T = {metrics['calibration']['temperature']:.4f}; see section 4)."))
     blocks.append(("img", images[CONFUSION_PNG], "Confusion matrix: counts and share of each true label", 520))

@@ -1,6 +1,7 @@
 """The classifier task the training loop runs, for an ensemble member and for the student alike: cross-entropy on the
-labels, with an adversarial second pass, or the distillation loss where a batch carries the teacher's logits;
-validation accuracy and loss to choose the best epoch; ULMFiT's per-group learning rates and gradual unfreezing."""
+labels (each label weighed by --class-weight), with an adversarial second pass, or the distillation loss where a batch
+carries the teacher's logits; validation accuracy and loss to choose the best epoch; ULMFiT's per-group learning rates
+and gradual unfreezing."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from ..config import TrainConfig, class_weight_spec
 from ..data.batching import Batch, TokenIds, batched_logits
+from ..errors import ConfigError
 from ..metrics import accuracy_and_macro_f1
 from ..model.classifier import GRUClassifier
 from .distill import distillation_loss
@@ -29,12 +31,14 @@ class ClassifierTask:
     find_unused_parameters = False
 
     def __init__(self, model: GRUClassifier, batches, val_ids: TokenIds, val_labels: np.ndarray, tcfg: TrainConfig,
-                 device: torch.device, dist: Dist = SINGLE):
+                 device: torch.device, dist: Dist = SINGLE, class_weights: np.ndarray | None = None):
         self.model, self.batches, self.tcfg, self.device, self.dist = model, batches, tcfg, device, dist
         self.groups = layer_groups(model)[::-1]  # top down: the classifier, the GRU layers, the embedding
         self.param_groups = _optimizer_groups(model, self.groups, tcfg)
         self.precision = resolve_precision(tcfg.precision, device)  # autocast for the forward pass; the loss is computed in fp32
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=tcfg.label_smoothing)
+        # class_weights: [classes], each label's weight in the loss (`class_weights`); None: every label weighs 1
+        weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32, device=device)
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=tcfg.label_smoothing)
         self.val_ids, self.val_labels = val_ids, val_labels  # val_labels: [n] class ids
         self.my_val = val_ids.take(np.arange(dist.rank, len(val_ids), dist.world_size)) if dist.enabled else val_ids
 
@@ -69,12 +73,29 @@ class ClassifierTask:
     def validate(self, epoch: Epoch) -> Validation:
         logits = self.dist.gather_rows(batched_logits(self.model, self.my_val, batch_size=256, device=self.device), len(self.val_ids),
                                        self.device)
-        loss = float(self.loss_fn(logits, torch.from_numpy(self.val_labels)).item())
+        loss = float(self.loss_fn(logits.to(self.device), torch.from_numpy(self.val_labels).to(self.device)).item())
         accuracy, f1 = map(float, accuracy_and_macro_f1(self.val_labels, logits.argmax(-1).numpy(), self.model.config.num_classes))
         row = {"epoch": epoch.number, "train_loss": epoch.train_loss, "val_loss": loss, "val_accuracy": accuracy, "val_macro_f1": f1,
                "seconds": epoch.seconds, "tokens_per_second": epoch.tokens_per_second, "learning_rate": epoch.learning_rate}
         summary = f"train loss {epoch.train_loss:.4f}  val loss {loss:.4f}  val acc {accuracy:.4f}  val macro-F1 {f1:.4f}"
         return Validation(row, summary, accuracy=accuracy, loss=loss)
+
+
+def class_weights(spec: str | None, label_names: list[str], labels: np.ndarray | None) -> np.ndarray | None:
+    """Each label's weight in the training loss from --class-weight (`config.class_weight_spec`): "balanced" is
+    n_samples / (n_classes * count) over the training labels `labels` (class ids), as scikit-learn computes it; named
+    weights leave the other labels at 1. None without --class-weight."""
+    parsed = class_weight_spec(spec)
+    if parsed is None:
+        return None
+    if parsed == "balanced":
+        counts = np.bincount(labels, minlength=len(label_names))
+        return len(labels) / (len(label_names) * np.maximum(counts, 1))
+    unknown = sorted(set(parsed) - set(label_names))
+    if unknown:
+        raise ConfigError(f"--class-weight names labels the data does not have: {', '.join(unknown)}. "
+                          f"Its labels are: {', '.join(label_names)}.")
+    return np.array([parsed.get(name, 1.0) for name in label_names])
 
 
 def _adversarial_perturbation(grad: torch.Tensor, size: float) -> torch.Tensor:

@@ -26,7 +26,7 @@ from ..model.kernels import reusing_freed_memory
 from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
 from ..text.tokenizer import PAD_ID, encode, encode_dataset, for_training, train_tokenizer
 from .checkpoint import Checkpoints
-from .classify import ClassifierTask
+from .classify import ClassifierTask, class_weights
 from .distill import DistilledBatches, best_member, build_student
 from .distributed import SINGLE, Dist, resolve_device
 from .loop import Settings, run
@@ -57,6 +57,7 @@ class TrainResult:
     encoded: dict[str, TokenIds] = field(default_factory=dict)  # token ids per split held whole (not a streamed train split)
     teacher: nn.Module | None = None  # with distillation: the ensemble the student learned from
     pretraining: list[dict[str, float]] = field(default_factory=list)  # with --pretrain-epochs: one row per epoch
+    class_weights: list[float] | None = None  # with --class-weight: each label's weight in the training loss
 
 
 def train(config: RunConfig, data: LoadedData, progress: bool | None = None, checkpoints: Checkpoints | None = None,
@@ -92,6 +93,9 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         model_config.gru_impl, resolve_precision(tcfg.precision, device),
     )
     batches = _training_batches(data, encoded, labels, training_tokenizer, config, dist)
+    weights = class_weights(tcfg.class_weight, data.label_names, labels.get("train"))
+    if weights is not None:
+        log.info("class weights: %s", ", ".join(f"{name} {w:.3g}" for name, w in zip(data.label_names, weights)))
 
     student_config, student = build_student(tcfg, model_config, classifiers[0]) if tcfg.distill else (None, None)
     if student is not None:
@@ -148,7 +152,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         elif len(classifiers) > 1:
             log.info("ensemble member %d/%d (seed %d)", k + 1, len(classifiers), seed)
         run_state.member = k
-        task = ClassifierTask(member, stage_batches, encoded["validation"], labels["validation"], stage_tcfg, device, dist)
+        task = ClassifierTask(member, stage_batches, encoded["validation"], labels["validation"], stage_tcfg, device, dist, weights)
         try:
             with reusing_freed_memory():
                 state = run(task, settings, seed, device, dist, progress, checkpoints, save=saver("fit"), resume=resume)
@@ -174,6 +178,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
         best_epoch=best_epochs[0] if len(best_epochs) == 1 else best_epochs,
         train_seconds=time.perf_counter() - started, device=str(device), precision=resolve_precision(tcfg.precision, device),
         encoded=encoded, teacher=model if student is not None else None, pretraining=run_state.pretraining,
+        class_weights=None if weights is None else [float(w) for w in weights],
     )
 
 
