@@ -126,12 +126,17 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def run_config_from(args: argparse.Namespace):
-    """The run configuration: defaults, then --preset, then the options given."""
+    """The run configuration: defaults, then --preset, then the architecture of the --init-from model, then the options given."""
     from .config import TrainConfig, build_run_config
 
     sections = {section: _given(args, options) for section, options in args.config_options.items()}
     seed = sections["train"].get("seed", TrainConfig().seed)
-    return build_run_config(data_config_from(args, seed=seed), preset=args.preset, **sections)
+    parent = None
+    if sections["train"].get("init_from") is not None:
+        from .runs import parent_config
+
+        parent = parent_config(sections["train"]["init_from"])
+    return build_run_config(data_config_from(args, seed=seed), preset=args.preset, parent=parent, **sections)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -204,6 +204,9 @@ class TrainConfig:
                                       low=1.0, high=100.0)
     gradual_unfreezing: bool = option(False, "train the classifier alone in the first epoch, then unfreeze one more layer group from "
                                              "the top each epoch (ULMFiT; for a pretrained network)")
+    init_from: str | None = option(None, "start from a trained model (a model folder or a hub id owner/name): its tokenizer, "
+                                         "embedding and GRU, and its classifier head when the labels match by name; the "
+                                         "architecture options are the parent's")
     class_weight: str | None = option(None, "weigh each label in the training loss: balanced (n_samples / (n_classes * count), "
                                             "as scikit-learn) or label=weight,... (labels as in the data; others weigh 1)")
 
@@ -300,6 +303,9 @@ class RunConfig:
         if train.class_weight == "balanced" and data.streaming:
             raise ConfigError("--class-weight balanced counts the labels of the train split, which --streaming does not hold: give "
                               "the weights by name (e.g. --class-weight negative=1,positive=2) or drop --streaming.")
+        if train.init_from is not None and sized:
+            raise ConfigError(f"With --init-from the student starts from the parent, so it has the parent's sizes: drop "
+                              f"{', '.join('--' + n.replace('_', '-') for n in sized)}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -338,19 +344,90 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def build_run_config(data: DataConfig, preset: str | None = None, **sections: dict[str, Any]) -> RunConfig:
-    """The dataclass defaults, then the preset's values, then `sections` (e.g. model={"hidden_size": 64}), checked by
-    `RunConfig.validate`."""
+def build_run_config(data: DataConfig, preset: str | None = None, parent: dict[str, Any] | None = None,
+                     **sections: dict[str, Any]) -> RunConfig:
+    """The dataclass defaults, then the preset's values, then (with `parent`, the config.json of the model
+    `train.init_from` names) the parent's architecture, then `sections` (e.g. model={"hidden_size": 64}), checked by
+    `RunConfig.validate` and `check_parent`."""
     if preset is not None and preset not in PRESETS:
         raise ConfigError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     chosen = PRESETS.get(preset, {}) if preset else {}
     unknown = set(sections) - {"tokenizer", "model", "train"}
     if unknown:
         raise ConfigError(f"Unknown configuration section(s): {', '.join(sorted(unknown))}.")
+    inherited = parent_sections(parent) if parent is not None else {}
+    if parent is not None:  # the student starts from the parent: a preset's student sizes give way
+        chosen = {**chosen, "train": {k: v for k, v in chosen.get("train", {}).items() if not k.startswith("student_")}}
     built = {
-        name: from_dict(cls, {**chosen.get(name, {}), **sections.get(name, {})})
+        name: _from_dict_with_parent(cls, {**chosen.get(name, {}), **inherited.get(name, {}), **sections.get(name, {})},
+                                     inherited=[k for k in PARENT_DEFAULTS.get(name, ()) if k in inherited.get(name, {})
+                                                and k not in sections.get(name, {})])
         for name, cls in (("tokenizer", TokenizerConfig), ("model", ModelConfig), ("train", TrainConfig))
     }
     if built["train"].distill and (built["model"].ensemble_size < 2 or data.streaming) and "distill" not in sections.get("train", {}):
         built["train"] = dataclasses.replace(built["train"], distill=False)  # the preset's: it applies to its ensemble only
-    return RunConfig(data=data, preset=preset, **built)
+    config = RunConfig(data=data, preset=preset, **built)
+    if parent is not None:
+        if config.train.init_from is None:
+            raise ConfigError("build_run_config(parent=...) is for a run that starts from that model: add train={'init_from': ...}.")
+        check_parent(config, parent)
+    return config
+
+
+# ---------------------------------------------------------------- starting from a trained model (--init-from)
+
+# The options a parent model fixes: its tokenizer and the shapes of its weights. One given that differs is an error.
+PARENT_FIXES = {"tokenizer": ("kind", "vocab_size", "lowercase", "min_frequency", "strip_html", "lexicon"),
+                "model": ("embedding_dim", "hidden_size", "num_layers", "pooling")}
+# The options a parent passes on unless they are given: how much of a text is read, and the dropout.
+PARENT_DEFAULTS = {"tokenizer": ("max_length", "tail_tokens", "predict_length"), "model": ("dropout", "embedding_dropout")}
+
+
+def parent_sections(parent: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tokenizer and model options a parent model (its config.json) passes on to a model started from it."""
+    return {section: {name: parent[section][name] for name in (*PARENT_FIXES[section], *PARENT_DEFAULTS[section])
+                      if name in parent.get(section, {})}
+            for section in PARENT_FIXES}
+
+
+def check_parent(config: RunConfig, parent: dict[str, Any]) -> None:
+    """A ConfigError naming the first option of `config` that conflicts with the parent model's (its config.json)."""
+    where = f"the parent model (--init-from {config.train.init_from})"
+    members = parent.get("model", {}).get("ensemble_size", 1)
+    if members > 1:
+        raise ConfigError(f"{where} is an ensemble of {members} networks; start from one network: a distilled model, or one "
+                          "trained with --ensemble 1.")
+    for section, names in PARENT_FIXES.items():
+        ours = getattr(config, section)
+        for name in names:
+            theirs = parent.get(section, {}).get(name)
+            mine = getattr(ours, name)
+            if theirs is not None and mine != (tuple(theirs) if isinstance(mine, tuple) else theirs):
+                flag = _flag(type(ours), name)
+                raise ConfigError(f"{_shown(flag, mine)} conflicts with {where}, which has {_shown(flag, theirs)}: a model "
+                                  f"started from another keeps its tokenizer and the shapes of its weights. Drop {flag}.")
+
+
+def _from_dict_with_parent(cls: type, values: dict[str, Any], inherited: list[str]):
+    """`from_dict(cls, values)`, its error naming the options in `inherited` (those a parent model passed on that go
+    with other options: how much of a text is read)."""
+    try:
+        return from_dict(cls, values)
+    except ConfigError as exc:
+        if not inherited:
+            raise
+        taken = ", ".join(_shown(_flag(cls, name), values[name]) for name in inherited)
+        raise ConfigError(f"{exc} With --init-from, {taken} came from the parent model: give the options that go with it.") from None
+
+
+def _flag(cls: type, name: str) -> str:
+    """The command-line option of field `name` of the config dataclass `cls`."""
+    declared = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return "--" + (declared.metadata.get("flag") or name).replace("_", "-")
+
+
+def _shown(flag: str, value: Any) -> str:
+    """An option with its value as a user writes it: --hidden-size 64, --lexicon, --no-lexicon, --pooling last,max."""
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {','.join(value) if isinstance(value, (list, tuple)) else value}"

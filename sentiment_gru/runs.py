@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
+from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, check_parent
 from .data.load import LoadedData, describe_sizes, keep_used_labels, load_data
 from .errors import DataError
 from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
@@ -35,6 +35,7 @@ from .inference.folder import check_output_dir, save_atomically, write_model_fil
 from .train import distributed
 from .train.checkpoint import Checkpoints, checkpoint_dir
 from .train.fit import TrainResult, train
+from .train.parent import Parent, describe_head
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
                     device: torch.device) -> dict[str, Any] | None:
     # a streamed split is not checkpointed: it has no position to resume from
     checkpoints = None if config.data.streaming else Checkpoints(checkpoint_dir(output_dir), config.to_dict(), resume=resume)
+    parent, start = _load_parent(config, dist) if config.train.init_from is not None else (None, None)
     if config.data.streaming:
         data = dist.broadcast(load_data(config.data) if dist.is_main else None)  # one pass over the stream, on rank 0
     else:
@@ -81,7 +83,7 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
             data = load_data(config.data)
     log.info("data: %s (%s); labels: %s", data.source["description"], describe_sizes(data), ", ".join(data.label_names))
     with checkpoints.watch_signals() if checkpoints is not None else contextlib.nullcontext():
-        result = train(config, data, progress=progress, checkpoints=checkpoints, dist=dist, device=device)
+        result = train(config, data, progress=progress, checkpoints=checkpoints, dist=dist, device=device, parent=start)
     if not dist.is_main:
         return None
 
@@ -116,6 +118,9 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     }
     if result.class_weights is not None:
         run_facts["class_weights"] = dict(zip(data.label_names, result.class_weights))
+    if start is not None:
+        run_facts["parent"] = {"init_from": config.train.init_from, "name": start.name, "label_names": start.label_names,
+                               "head": describe_head(start.label_names, data.label_names)}
     if result.teacher is not None:
         run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
                                      "weight": config.train.distill_weight, "copies": config.train.distill_copies,
@@ -135,6 +140,8 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         evaluation.metrics["ensemble"] = _ensemble_figures(result, data, split)
     if config.train.blend_nbsvm and not data.streamed:
         evaluation.metrics["blend"] = _blend(data, scores, validation)
+    if parent is not None:
+        evaluation.metrics["parent"] = _parent_figures(parent, start.name, data, split, evaluation.metrics)
     metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
@@ -147,6 +154,38 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     if checkpoints is not None:
         checkpoints.remove()
     return metrics
+
+
+def parent_config(init_from: str) -> dict[str, Any]:
+    """The config.json of the model `init_from` names (a model folder or a hub id), for `build_run_config(parent=...)`."""
+    return SentimentClassifier.from_pretrained(init_from, backend="torch").folder.config
+
+
+def _load_parent(config: RunConfig, dist: distributed.Dist) -> tuple[SentimentClassifier, Parent]:
+    """The model --init-from names, loaded as `from_pretrained` loads it on torch and checked against `config`; and what
+    training takes of it. Its name, the model card's `base_model`, is a local folder's name or the hub id."""
+    with dist.main_process_first():  # a hub repository is downloaded once per machine
+        parent = SentimentClassifier.from_pretrained(config.train.init_from, backend="torch")
+    check_parent(config, parent.folder.config)
+    path = Path(config.train.init_from)
+    name = path.resolve().name if path.exists() else config.train.init_from
+    return parent, Parent(name, parent.backend.model, parent.tokenizer, parent.label_names)
+
+
+def _parent_figures(parent: SentimentClassifier, name: str, data: LoadedData, split: str, tuned: dict[str, Any]) -> dict[str, Any]:
+    """The parent's own accuracy, macro-F1 and log-loss on the report's split, its labels matched to the data's by name (by
+    the larger of the data's labels' probabilities where it has more), and what fine-tuning changed (`tuned`: the
+    fine-tuned model's metrics); not scored where the data has labels it lacks."""
+    figures: dict[str, Any] = {"name": name, "label_names": parent.label_names}
+    unknown = [n for n in data.label_names if n not in parent.label_names]
+    if unknown:
+        return {**figures, "not_scored": f"the data has labels the parent does not know ({', '.join(unknown)})"}
+    scores = on_labels(_saved_scores(parent, data, split), [parent.label_names.index(n) for n in data.label_names])
+    found = compute_metrics(scores.labels, scores.probabilities, data.label_names, split)
+    subset = label_subset(parent.label_names, data.label_names)
+    log.info("the parent %s on the %s split: accuracy %.4f, macro-F1 %.4f", name, split, found["accuracy"], found["macro_f1"])
+    return {**figures, **{k: found[k] for k in ("accuracy", "macro_f1", "log_loss")},
+            "gain": {k: tuned[k] - found[k] for k in ("accuracy", "macro_f1")}, **({"label_subset": subset} if subset else {})}
 
 
 def _ensemble_figures(result: TrainResult, data: LoadedData, split: str) -> dict[str, Any]:

@@ -41,10 +41,12 @@ def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str
                                          ("f1", "Macro-F1", metrics["macro_f1"], {"average": "macro"}))
     ]
     english = source.get("kind") == "default" or config.get("tokenizer", {}).get("lexicon")
+    parent = config.get("parent")
     data = ModelCardData(
         library_name=LIBRARY, pipeline_tag="text-classification", language="en" if english else None, license=LICENSE,
         datasets=[dataset_name] if source.get("kind") == "hub dataset" else None, metrics=["accuracy", "f1"],
         tags=["sentiment-analysis", "gru", "text-classification"], model_name=name, eval_results=results,
+        base_model=parent["name"] if parent else None,
     )
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n\n".join(_body(config, metrics, name)) + "\n"
 
@@ -86,9 +88,10 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     out = [f"# {name}", what]
 
     sizes = ", ".join(f"{k} {v:,}" for k, v in source.get("sizes", {}).items())
+    parent = config.get("parent")
     trained = [
         f"- Data: {source.get('description', '-')} ({sizes}).",
-        f"- Tokenizer: {tokenizer.get('kind', '-').upper()} trained on the train split, vocabulary {model.get('vocab_size', 0):,}"
+        f"- Tokenizer: {tokenizer.get('kind', '-').upper()} {'of the parent' if parent else 'trained on the train split'}, vocabulary {model.get('vocab_size', 0):,}"
         f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; "
         f"{_length_rule(tokenizer)}.",
         f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
@@ -98,6 +101,9 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         f"seed {train.get('seed')}{', preset ' + config['preset'] if config.get('preset') else ''}.",
         f"- Time: {config.get('train_seconds', 0):.0f} s on {config.get('device', '-')} ({config.get('precision', '-')}).",
     ]
+    if parent:
+        trained.insert(1, f"- Started from: {parent['name']} (`--init-from {parent['init_from']}`): its tokenizer, embedding and GRU; "
+                          f"classifier head: {parent['head']}.")
     if config.get("class_weights"):
         trained.append("- Class weights in the loss (`--class-weight " + config.get("train", {}).get("class_weight", "") + "`): "
                        + ", ".join(f"{k} {v:.3g}" for k, v in config["class_weights"].items()) + ".")
@@ -118,6 +124,9 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     if metrics.get("ensemble"):
         e = metrics["ensemble"]
         rows.append(f"| the {e['members']}-member ensemble it was distilled from | {e['accuracy']:.4f} | | {e['macro_f1']:.4f} |")
+    if metrics.get("parent", {}).get("accuracy") is not None:
+        p = metrics["parent"]
+        rows.append(f"| the parent model before fine-tuning ({p['name']}) | {p['accuracy']:.4f} | | {p['macro_f1']:.4f} |")
     if metrics.get("baseline"):
         b = metrics["baseline"]
         rows.append(f"| baseline: {b['name']} | {b['accuracy']:.4f} | {_interval(b, 'accuracy')} | {b['macro_f1']:.4f} |")
@@ -128,6 +137,11 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
                     f"{mixed['accuracy']:.4f} | | {mixed['macro_f1']:.4f} |")
     out += [f"## Results\n\nOn the {metrics['split']} split ({metrics['size']:,} texts):",
             "| model | accuracy | 95% interval | macro-F1 |\n| --- | --- | --- | --- |\n" + "\n".join(rows)]
+    scored_parent = metrics.get("parent", {})
+    if scored_parent.get("label_subset"):
+        out.append(f"The parent is scored on the data's labels: {scored_parent['label_subset']['rule']}.")
+    if scored_parent.get("not_scored"):
+        out.append(f"The parent is not scored: {scored_parent['not_scored']}.")
     comparison = metrics.get("baseline", {}).get("comparison")
     if comparison:
         out.append(f"Against the baseline: accuracy {comparison['accuracy_difference']:+.4f}, exact McNemar test "

@@ -212,6 +212,9 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
         ensemble = metrics["ensemble"]
         rows.append([f"Ensemble of {ensemble['members']} this model was distilled from", _f(ensemble["accuracy"]), "-",
                      _f(ensemble["macro_f1"]), "-"])
+    parent = metrics.get("parent", {})
+    if parent.get("accuracy") is not None:
+        rows.append([f"Parent model before fine-tuning ({parent['name']})", _f(parent["accuracy"]), "-", _f(parent["macro_f1"]), "-"])
     baseline = metrics.get("baseline")
     if baseline:
         bci = baseline.get("confidence_intervals")
@@ -226,6 +229,8 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     blocks.append(("p", f"95% intervals: percentile bootstrap over texts, {ci['resamples']:,} resamples (seed {ci['seed']})."))
     if metrics.get("label_subset"):
         blocks.append(("p", f"Labels: {metrics['label_subset']['rule']}."))
+    if parent:
+        blocks += _parent_blocks(parent, config.get("parent", {}))
     if mixed:
         blocks.append(("p", f"The blend mixes the two models' probabilities; its share was fitted on {mixed['fitted_on']} "
                             "(log-loss), so no text is scored by a share it helped to choose."))
@@ -308,6 +313,19 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     blocks.append(("h2", "8. Run facts"))
     blocks.append(("table", ["Fact", "Value"], _facts(metrics, config)))
     return blocks
+
+
+def _parent_blocks(parent: dict[str, Any], facts: dict[str, Any]) -> list[tuple]:
+    """What starting from a trained model bought: the parent's own score on this split beside the fine-tuned model's."""
+    head = f" Classifier head: {facts['head']}." if facts.get("head") else ""
+    if parent.get("accuracy") is None:
+        return [("p", f"Started from {parent['name']}; it is not scored here: {parent['not_scored']}.{head}")]
+    text = (f"Started from {parent['name']}: on this split the parent alone scores accuracy {_f(parent['accuracy'])}, macro-F1 "
+            f"{_f(parent['macro_f1'])}; fine-tuning on this data changed them by {_signed(parent['gain']['accuracy'])} "
+            f"and {_signed(parent['gain']['macro_f1'])}.{head}")
+    if parent.get("label_subset"):
+        text += f" The parent is scored on the data's labels: {parent['label_subset']['rule']}."
+    return [("p", text)]
 
 
 def _example_table(rows: list[dict[str, Any]]) -> tuple:

@@ -1,5 +1,6 @@
-"""A run's stages, each a run of the training loop: the tokenizer and model first, then pretraining (with
---pretrain-epochs), each ensemble member, and the student (with --distill); the best epochs' model at the end."""
+"""A run's stages, each a run of the training loop: the tokenizer and model first (trained from scratch, or a trained
+parent's with --init-from), then pretraining (with --pretrain-epochs), each ensemble member, and the student (with
+--distill); the best epochs' model at the end."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from .classify import ClassifierTask, class_weights
 from .distill import DistilledBatches, best_member, build_student
 from .distributed import SINGLE, Dist, resolve_device
 from .loop import Settings, run
+from .parent import Parent, child_config, child_tokenizer, start_from
 from .precision import resolve_precision
 from .pretrain import pretrain
 from .state import LoopState, RunState
@@ -61,8 +63,11 @@ class TrainResult:
 
 
 def train(config: RunConfig, data: LoadedData, progress: bool | None = None, checkpoints: Checkpoints | None = None,
-          dist: Dist = SINGLE, device: torch.device | None = None) -> TrainResult:
+          dist: Dist = SINGLE, device: torch.device | None = None, parent: Parent | None = None) -> TrainResult:
     """Train a tokenizer and a classifier (or an ensemble of them) on `data`; return the best epochs' model.
+
+    With `parent` (--init-from), the tokenizer is the parent's and every classifier, the student too, starts from
+    its weights (`parent.start_from`).
 
     With `checkpoints`, each epoch (and a stop on SIGINT/SIGTERM) saves a resumable
     checkpoint, and a run resumes from `checkpoints.resumed` when it is set. With
@@ -74,16 +79,20 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     device = device if device is not None else resolve_device(tcfg.device)
     started = time.perf_counter()
     resumed = RunState.from_dict(checkpoints.resumed) if checkpoints is not None and checkpoints.resumed is not None else None
-    lexicon = load_lexicon() if config.tokenizer.lexicon else None  # a missing or changed lexicon fails here, before any training
+    # a missing or changed lexicon fails here, before any training; a parent brings its lexicon tables in its weights
+    lexicon = load_lexicon() if config.tokenizer.lexicon and parent is None else None
 
-    tokenizer = _tokenizer(config, data, dist, resumed)  # cuts texts where evaluation and prediction do
+    tokenizer = _tokenizer(config, data, dist, resumed, parent)  # cuts texts where evaluation and prediction do
     training_tokenizer = for_training(tokenizer, config.tokenizer)  # where training reads less (--predict-length)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
         encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else tokenizer, ds, tcfg.num_proc,
                                                                config.tokenizer.tail_tokens))
                    for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
-    model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
+    if parent is None:
+        model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
+    else:
+        model_config, model = _model_from(parent, config, data.label_names)
     model.to(device)
     classifiers = members(model)
     log.info(
@@ -99,6 +108,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
 
     student_config, student = build_student(tcfg, model_config, classifiers[0]) if tcfg.distill else (None, None)
     if student is not None:
+        if parent is not None:
+            start_from(student, parent, data.label_names)
         student.to(device)
     stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
     run_state = resumed if resumed is not None else RunState(tokenizer=tokenizer.to_str())
@@ -114,7 +125,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
             encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
         with reusing_freed_memory():
             run_state.pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress,
-                                             checkpoints=checkpoints, save=saver("pretrain_state"), resume=run_state.pretrain_state)
+                                             checkpoints=checkpoints, save=saver("pretrain_state"), resume=run_state.pretrain_state,
+                                             from_scratch=parent is None)
         run_state.pretrained, run_state.pretrain_state = copy.deepcopy(classifiers[0].state_dict()), None
     if run_state.pretrained is not None:  # every member starts from the pretrained network
         for member in classifiers:
@@ -182,12 +194,15 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     )
 
 
-def _tokenizer(config: RunConfig, data: LoadedData, dist: Dist, resumed: RunState | None):
-    """The run's tokenizer: the interrupted run's when resuming; else trained on rank 0 and sent to the other ranks."""
+def _tokenizer(config: RunConfig, data: LoadedData, dist: Dist, resumed: RunState | None, parent: Parent | None):
+    """The run's tokenizer: the interrupted run's when resuming; the parent's; else trained on rank 0 and sent to the
+    other ranks."""
     from tokenizers import Tokenizer
 
     if resumed is not None:
         return Tokenizer.from_str(resumed.tokenizer)
+    if parent is not None:
+        return child_tokenizer(parent, config.tokenizer)
     tokenizer = train_tokenizer(data.train_texts(), config.tokenizer) if dist.is_main else None
     if dist.enabled:
         tokenizer = Tokenizer.from_str(dist.broadcast(tokenizer.to_str() if dist.is_main else None))
@@ -208,6 +223,15 @@ def _model(config: RunConfig, num_classes: int, tokenizer, lexicon: Lexicon | No
             derived["embedding_rows"] = int(rows.max()) + 1
     model_config = ModelConfig(**{**config.model.__dict__, **derived})
     return model_config, build_model(model_config, lexicon=table, token_rows=token_rows)
+
+
+def _model_from(parent: Parent, config: RunConfig, label_names: list[str]) -> tuple[ModelConfig, nn.Module]:
+    """The parent's model configuration with this run's labels and choices, and the model with the parent's weights."""
+    model_config = child_config(parent, config.model, len(label_names))
+    model = build_model(model_config)
+    for member in members(model):
+        start_from(member, parent, label_names)
+    return model_config, model
 
 
 def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: dict[str, np.ndarray], tokenizer, config: RunConfig,

@@ -91,9 +91,10 @@ class Pretraining:
     find_unused_parameters = True
 
     def __init__(self, classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None, tcfg: TrainConfig, device: torch.device,
-                 dist: Dist = SINGLE):
+                 dist: Dist = SINGLE, from_scratch: bool = True):
         self.model = LanguageModel(classifier, ids.token_counts(classifier.config.vocab_size)).to(device)
-        _zero_cross_direction_inputs(classifier)
+        if from_scratch:  # a trained parent's weights between the directions are kept: pretraining does not use them
+            _zero_cross_direction_inputs(classifier)
         self.param_groups = [{"params": list(self.model.parameters()), "weight_decay": tcfg.weight_decay}]
         self.batches = HeldBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size=tcfg.batch_size, bucket_size=tcfg.bucket_size,
                                    rank=dist.rank, world_size=dist.world_size, pad_id=PAD_ID)
@@ -118,15 +119,17 @@ class Pretraining:
 
 def pretrain(classifier: GRUClassifier, ids: TokenIds, val_ids: TokenIds | None, tcfg: TrainConfig, device: torch.device,
              dist: Dist = SINGLE, progress: bool | None = None, checkpoints: Checkpoints | None = None,
-             save: Callable[[LoopState], None] | None = None, resume: LoopState | None = None) -> list[dict[str, float]]:
+             save: Callable[[LoopState], None] | None = None, resume: LoopState | None = None,
+             from_scratch: bool = True) -> list[dict[str, float]]:
     """Train `classifier`'s embedding and GRU as forward and backward language models on `ids` for
     `tcfg.pretrain_epochs` epochs of the training loop; return one history row per epoch.
 
     The input columns through which a direction above the first layer reads the other direction start at zero
     and stay there (`BiGRUEncoder.forward_directions` never uses them), so the fine-tuned classifier starts
-    from exactly the pretrained network and learns to mix the directions. `save` and `resume` are the loop's.
+    from exactly the pretrained network and learns to mix the directions; a classifier started from a trained
+    model (not `from_scratch`) keeps its own. `save` and `resume` are the loop's.
     """
-    task = Pretraining(classifier, ids, val_ids, tcfg, device, dist)
+    task = Pretraining(classifier, ids, val_ids, tcfg, device, dist, from_scratch=from_scratch)
     log.info("pretraining the embedding and GRU as forward and backward language models: %s texts, %s tokens, %d epochs",
              f"{len(ids):,}", f"{int(ids.lengths.sum()):,}", tcfg.pretrain_epochs)
     settings = Settings.of(tcfg, epochs=tcfg.pretrain_epochs, learning_rate=tcfg.pretrain_learning_rate or tcfg.learning_rate,
