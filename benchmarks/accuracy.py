@@ -69,7 +69,8 @@ def data_config(name: str, sst2: str, imdb: str | None = None) -> DataConfig:
     return DataConfig(dataset=sst2)
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def summary(values: list[float]) -> dict[str, float]:
+    """Mean, standard deviation (0 for one value), least and greatest of `values`."""
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "min": min(values), "max": max(values)}
 
@@ -123,7 +124,7 @@ def run(datasets: list[str], seeds: list[int], sst2: str, overrides: dict[str, d
                              "blend_macro_f1", "blend_weight") if all(k in r for r in runs)]
         results[name] = {
             "name": bench.name, "preset": bench.preset, "split": bench.split, "published": bench.published,
-            "config": config.to_dict(), "runs": runs, **{key: _summary([r[key] for r in runs]) for key in keys},
+            "config": config.to_dict(), "runs": runs, **{key: summary([r[key] for r in runs]) for key in keys},
         }
         gain = results[name]["accuracy"]["mean"] - results[name]["baseline_accuracy"]["mean"]
         results[name]["gain_over_baseline_points"] = 100 * gain

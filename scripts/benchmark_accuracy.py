@@ -1,4 +1,4 @@
-"""Accuracy of the project's presets against TF-IDF + logistic regression, over several seeds.
+"""Accuracy of the project's presets against TF-IDF + logistic regression, over several seeds; or a learning curve.
 
 Trains the `snippets` preset on the default corpus (scored on its test split), the `treebank`
 preset on SST-2 (train -> validation) and, with --imdb, the `reviews` preset on IMDB (train ->
@@ -9,6 +9,14 @@ scored on the same split in the same run; prints a Markdown table (mean ± std) 
     $ python scripts/benchmark_accuracy.py --datasets default --seeds 13   # one run
     $ python scripts/benchmark_accuracy.py --datasets imdb --imdb path/to/imdb   # the reviews preset on IMDB
     $ python scripts/benchmark_accuracy.py --datasets imdb --imdb path/to/imdb --keep-models runs/   # keep the models
+
+With --learning-curve DATA (a data file, or a folder with train/validation/test files), trains the GRU from scratch
+and from a parent model (--init-from; default artifacts/ when it holds a model), TF-IDF + LR and NBSVM on stratified,
+seeded draws of increasing size, all scored on the same rows; writes a Markdown table, a plot and JSON
+(benchmarks/learning_curve.py):
+
+    $ python scripts/benchmark_accuracy.py --learning-curve reviews.csv                     # 250, 500, 1,000, 2,000, all
+    $ python scripts/benchmark_accuracy.py --learning-curve data/ --sizes 100 300 all --seeds 1 2 --init-from owner/name
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import accuracy as accuracy_benchmark
 from benchmarks import encoder_speed
+from benchmarks import learning_curve
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 
 
@@ -39,10 +48,39 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                     "made-up variants (--distill-copies 0); make them with scripts/sentences.py")
     parser.add_argument("--keep-models", type=Path, metavar="DIR",
                         help="keep each run's model folder as DIR/<dataset>-seed<S> (default: thrown away)")
-    parser.add_argument("--output", type=Path, default=Path("artifacts/benchmark_accuracy.json"))
+    parser.add_argument("--output", type=Path, help="the JSON file to write (default: artifacts/benchmark_accuracy.json; with "
+                                                     "--learning-curve, learning_curve/learning_curve.json, with .md and .png beside it)")
+    curve = parser.add_argument_group("learning curve")
+    curve.add_argument("--learning-curve", metavar="DATA", help="a data file, or a folder with train.*, validation.* and test.* files")
+    curve.add_argument("--sizes", nargs="+", default=["250", "500", "1000", "2000", "all"],
+                       help="training-set sizes, 'all' for the whole pool (default: %(default)s)")
+    curve.add_argument("--init-from", help="the parent model: a model folder or a hub id (default: artifacts/ when it holds a model)")
+    curve.add_argument("--no-parent", action="store_true", help="no GRU started from a parent")
+    curve.add_argument("--label-names", help="comma-separated names for integer labels 0..n-1, e.g. negative,positive")
     args = parser.parse_args(argv)
     args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
+    if args.output is None:
+        args.output = Path("learning_curve/learning_curve.json" if args.learning_curve else "artifacts/benchmark_accuracy.json")
+    try:
+        args.sizes = [None if size == "all" else int(size) for size in args.sizes]
+    except ValueError:
+        parser.error(f"--sizes takes whole numbers or 'all'. Got {' '.join(args.sizes)}.")
+    if args.init_from is None and not args.no_parent and (Path("artifacts") / "config.json").is_file():
+        args.init_from = "artifacts"
     return args
+
+
+def _learning_curve(args: argparse.Namespace) -> dict:
+    """Run the learning curve; print its table; write the table and the plot beside the JSON file."""
+    names = tuple(args.label_names.split(",")) if args.label_names else None
+    results = learning_curve.run(learning_curve.data_config(args.learning_curve, names), args.sizes, args.seeds,
+                                 init_from=None if args.no_parent else args.init_from)
+    table = learning_curve.format_table(results)
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    learning_curve.plot(results, args.output.with_suffix(".png"))
+    return results
 
 
 def main(argv=None) -> int:
@@ -52,14 +90,18 @@ def main(argv=None) -> int:
 
     datasets.disable_progress_bars()  # the epoch lines are the progress worth reading here
     try:
-        results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb,
-                                           sst2_distill_file=args.sst2_distill_file, keep_models=args.keep_models)
+        if args.learning_curve:
+            results = _learning_curve(args)
+        else:
+            results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb,
+                                               sst2_distill_file=args.sst2_distill_file, keep_models=args.keep_models)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    print(accuracy_benchmark.format_table(results))
-    for name, r in results.items():
-        print(f"{name}: GRU - baseline = {r['gain_over_baseline_points']:+.2f} points (mean over {len(r['runs'])} seeds)")
+    if not args.learning_curve:
+        print(accuracy_benchmark.format_table(results))
+        for name, r in results.items():
+            print(f"{name}: GRU - baseline = {r['gain_over_baseline_points']:+.2f} points (mean over {len(r['runs'])} seeds)")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "environment": encoder_speed.environment(), "results": results}

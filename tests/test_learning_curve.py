@@ -1,0 +1,71 @@
+"""scripts/benchmark_accuracy.py --learning-curve: every model at every size on the same scored rows, end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_rows, write_csv
+from benchmarks import learning_curve
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import benchmark_accuracy  # noqa: E402
+
+
+def test_draws_are_stratified_seeded_and_keep_every_label():
+    labels = np.array([0] * 300 + [1] * 100 + [2] * 4)
+    rows = learning_curve.draw(labels, 40, seed=1)
+    assert len(rows) == len(set(rows)) == 40
+    assert np.bincount(labels[rows]).tolist() == [29, 9, 2]  # 29.7 and 9.9 rounded so that the rare label keeps two
+    np.testing.assert_array_equal(rows, learning_curve.draw(labels, 40, seed=1))
+    assert set(rows) != set(learning_curve.draw(labels, 40, seed=2))
+
+
+def test_the_recipe_is_chosen_by_the_training_set_size():
+    assert learning_curve.recipe(250, fine_tune=False)["train"]["batch_size"] == 32
+    assert learning_curve.recipe(5000, fine_tune=True)["train"] == {"batch_size": 64, "learning_rate": 1e-3}
+
+
+def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, monkeypatch):
+    recipe = learning_curve.recipe
+    monkeypatch.setattr(learning_curve, "recipe", lambda size, fine_tune: {"train": {**recipe(size, fine_tune)["train"], "epochs": 2}})
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_csv(folder / "train.csv", make_rows(160, seed=41))
+    write_csv(folder / "test.csv", make_rows(50, seed=42))
+    output = tmp_path / "curve" / "curve.json"
+    argv = ["--learning-curve", str(folder), "--sizes", "40", "80", "--seeds", "7", "--init-from", str(trained_dir),
+            "--output", str(output)]
+    assert benchmark_accuracy.main(argv) == 0
+    results = json.loads(output.read_text())["results"]
+    assert results["sizes"] == [40, 80] and results["seeds"] == [7] and results["scored"] == {"split": "test", "size": 50}
+    assert results["pool"] == 160  # train, with the validation split load_data carved from it
+    assert set(results["summary"]) == {"scratch", "fine_tuned", "tfidf", "nbsvm"}
+    assert sorted((r["model"], r["size"]) for r in results["runs"]) == sorted(
+        (m, s) for m in ("scratch", "fine_tuned", "tfidf", "nbsvm") for s in (40, 80))
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in results["runs"])
+    assert results["parent"]["name"] == trained_dir.name and 0.5 <= results["parent"]["accuracy"] <= 1.0
+    assert results["recipes"]["40"]["fine_tuned"]["train"] == {"batch_size": 32, "learning_rate": 1e-3, "epochs": 2}
+
+    table = output.with_suffix(".md").read_text()
+    assert "| model | 40 texts | 80 texts |" in table and "| BiGRU started from the parent |" in table
+    assert f"| the parent alone ({trained_dir.name}), no training |" in table
+    assert "Accuracy on the same 50 rows (test split of" in table and table in capsys.readouterr().out + "\n"
+    assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_folder_without_a_train_file_is_refused(tmp_path, capsys):
+    assert benchmark_accuracy.main(["--learning-curve", str(tmp_path), "--no-parent", "--output", str(tmp_path / "x.json")]) == 2
+    assert "the folder needs a train.* file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sizes", [["ten"], ["40", "some"]])
+def test_sizes_are_whole_numbers_or_all(sizes, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--learning-curve", "x.csv", "--sizes", *sizes])
+    assert "--sizes takes whole numbers or 'all'" in capsys.readouterr().err
