@@ -180,11 +180,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
         stds = [by_size[str(s)]["accuracy"]["std"] for s in sizes]
         ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=3, label=MODELS[name])
     if results.get("parent"):
-        ax.axhline(results["parent"]["accuracy"], color="grey", linestyle="--", label=f"the parent alone ({results['parent']['name']})")
+        ax.axhline(results["parent"]["accuracy"], color="grey", linestyle="--",
+                   label=f"the parent alone ({results['parent']['name']})")
     ax.set_xscale("log")
     ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
     ax.minorticks_off()
-    ax.set(title=f"Learning curve: {results['data']}", xlabel="Labelled training texts", ylabel=f"Accuracy ({results['scored']['split']})")
+    ax.set(title=f"Learning curve: {results['data']}", xlabel="Labelled training texts",
+           ylabel=f"Accuracy ({results['scored']['split']})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

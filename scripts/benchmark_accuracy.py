@@ -48,8 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                     "made-up variants (--distill-copies 0); make them with scripts/sentences.py")
     parser.add_argument("--keep-models", type=Path, metavar="DIR",
                         help="keep each run's model folder as DIR/<dataset>-seed<S> (default: thrown away)")
-    parser.add_argument("--output", type=Path, help="the JSON file to write (default: artifacts/benchmark_accuracy.json; with "
-                                                     "--learning-curve, learning_curve/learning_curve.json, with .md and .png beside it)")
+    parser.add_argument("--output", type=Path, help="the JSON file to write (default: artifacts/benchmark_accuracy.json; "
+                                                     "with --learning-curve, learning_curve/learning_curve.json, with .md and "
+                                                     ".png beside it)")
     curve = parser.add_argument_group("learning curve")
     curve.add_argument("--learning-curve", metavar="DATA", help="a data file, or a folder with train.*, validation.* and test.* files")
     curve.add_argument("--sizes", nargs="+", default=["250", "500", "1000", "2000", "all"],

@@ -58,6 +58,8 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
 
     Training state is checkpointed beside the output folder (`OUTPUT.checkpoint/`) every
     epoch and on SIGINT/SIGTERM; `resume` continues from it. It is removed on success.
+    With `config.train.init_from`, training starts from that model (build `config` with
+    `build_run_config(parent=parent_config(...))` so its architecture is the parent's).
     Started by torchrun, every process trains its shard and rank 0 alone evaluates and
     writes; the other ranks return None.
     """

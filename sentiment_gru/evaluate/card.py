@@ -91,7 +91,8 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     parent = config.get("parent")
     trained = [
         f"- Data: {source.get('description', '-')} ({sizes}).",
-        f"- Tokenizer: {tokenizer.get('kind', '-').upper()} {'of the parent' if parent else 'trained on the train split'}, vocabulary {model.get('vocab_size', 0):,}"
+        f"- Tokenizer: {tokenizer.get('kind', '-').upper()} {'of the parent' if parent else 'trained on the train split'}, "
+        f"vocabulary {model.get('vocab_size', 0):,}"
         f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; "
         f"{_length_rule(tokenizer)}.",
         f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
