@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ArtifactsError, ConfigError, command
 from ..evaluate.calibration import softmax
-from ..text.tokenizer import encode, encode_with_offsets
+from ..text.tokenizer import TextEncoder
 from .backends import Backend, check_backend_name, choose_backend
 from .folder import ModelFolder, rewrite_folder
 
@@ -37,13 +37,12 @@ class SentimentClassifier:
     shape of a Hugging Face text-classification pipeline: `[{"label": ..., "score": ...}]`.
     """
 
-    def __init__(self, backend: Backend, tokenizer: Any, label_names: list[str], temperature: float = 1.0,
-                 tail_tokens: int = 0, folder: ModelFolder | None = None) -> None:
+    def __init__(self, backend: Backend, encoder: TextEncoder, label_names: list[str], temperature: float = 1.0,
+                 folder: ModelFolder | None = None) -> None:
         self.backend = backend
-        self.tokenizer = tokenizer
+        self.encoder = encoder  # the tokenizer with its cut rule: texts -> the token ids the model reads
         self.label_names = list(label_names)
         self.temperature = float(temperature)
-        self.tail_tokens = tail_tokens  # of a long text, tokens read from its end (TokenizerConfig.tail_tokens)
         self.folder = folder  # the model folder it was loaded from, if any
 
     @classmethod
@@ -58,8 +57,8 @@ class SentimentClassifier:
         check_backend_name(backend)
         path = _locate(name_or_path, revision)
         runner, folder = choose_backend(backend, path).load(path, threads=threads, device=device)
-        return cls(runner, folder.tokenizer, folder.label_names, folder.temperature,
-                   tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0), folder=folder)
+        encoder = TextEncoder(folder.tokenizer, tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0))
+        return cls(runner, encoder, folder.label_names, folder.temperature, folder=folder)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write this model's folder to `directory` (whole or not at all), ready to load or upload to the hub as it is."""
@@ -70,6 +69,11 @@ class SentimentClassifier:
     @property
     def backend_name(self) -> str:
         return self.backend.name
+
+    @property
+    def tokenizer(self) -> Any:
+        """The `tokenizers.Tokenizer` (its cut rule is `encoder`'s)."""
+        return self.encoder.tokenizer
 
     # ------------------------------------------------------------ predictions
 
@@ -104,7 +108,7 @@ class SentimentClassifier:
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids as the model reads them: truncated as it was trained."""
-        return encode(self.tokenizer, texts, self.tail_tokens)
+        return self.encoder.encode(texts).ids
 
     def predict(self, texts: list[str], batch_size: int = 256) -> list[dict[str, Any]]:
         """One result per text: `label`, `probability` and all `probabilities`, or `error` for an empty text."""
@@ -141,7 +145,8 @@ class SentimentClassifier:
         [{"token", "score", "start", "end"}]} (character offsets into `text`), or {"label": None, "error", "explanation": []}."""
         from .explain import occlusion
 
-        ids, offsets = encode_with_offsets(self.tokenizer, [text], self.tail_tokens)[0]
+        encoded = self.encoder.encode_with_offsets([text])
+        ids, offsets = encoded.ids[0], encoded.offsets[0]
         if not text.strip() or not ids:
             return {"label": None, "error": EMPTY_TEXT_ERROR, "explanation": []}
         probabilities, drops = occlusion(self.probabilities_of_ids, ids, mode)

@@ -23,7 +23,7 @@ from ..metrics import accuracy_and_macro_f1, better
 from ..model.classifier import GRUClassifier, build_model, members
 from ..model.kernels import reusing_freed_memory
 from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
-from ..text.tokenizer import PAD_ID, UNK_ID, encode, encode_dataset, for_training, train_tokenizer
+from ..text.tokenizer import PAD_ID, UNK_ID, TextEncoder, encode_dataset, for_training, train_tokenizer
 from .checkpoint import STATE_FILE, Checkpoints, agreed_signal, random_state, rng_states, set_random_state, set_rng_states, stop_flags
 from .distributed import SINGLE, Dist, resolve_device
 from .precision import autocast, resolve_precision
@@ -88,8 +88,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     tokenizer = _tokenizer(config, data, dist, resumed)  # cuts texts where evaluation and prediction do
     training_tokenizer = for_training(tokenizer, config.tokenizer)  # where training reads less (--predict-length)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
-        encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else tokenizer, ds, tcfg.num_proc,
-                                                               config.tokenizer.tail_tokens))
+        encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else
+                                                               TextEncoder(tokenizer, config.tokenizer.tail_tokens), ds, tcfg.num_proc))
                    for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
     model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
@@ -114,7 +114,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     pretrain_state = resumed.get("pretrain_state") if resumed is not None else None  # stopped while pretraining
     if tcfg.pretrain_epochs and (resumed is None or pretrain_state is not None):
         pretrain_ids = encoded["train"] if data.pretrain is None else TokenIds.from_dataset(
-            encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
+            encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc))
         save_pretraining = None
         if checkpoints is not None and dist.is_main:
             def save_pretraining(state: dict) -> None:
@@ -154,7 +154,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
             student_tcfg = dataclasses.replace(tcfg, epochs=tcfg.distill_epochs or tcfg.epochs,
                                                learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
             transfer_ids = None if data.transfer is None else TokenIds.from_dataset(
-                encode_dataset(training_tokenizer, data.transfer, tcfg.num_proc, config.tokenizer.tail_tokens))
+                encode_dataset(training_tokenizer, data.transfer, tcfg.num_proc))
             stage_loop = dataclasses.replace(loop, tcfg=student_tcfg,
                                              batches=DistilledBatches(loop.batches, model, encoded["train"], device,
                                                                       copies=tcfg.distill_copies, seed=seed, transfer_ids=transfer_ids))
@@ -351,7 +351,7 @@ def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: di
              "pad_id": PAD_ID}
     if data.streamed:
         stream = data.splits["train"]
-        return StreamBatches(stream.epoch, len(stream), lambda texts: encode(tokenizer, texts, config.tokenizer.tail_tokens), **shape)
+        return StreamBatches(stream.epoch, len(stream), lambda texts: tokenizer.encode(texts).ids, **shape)
     return HeldBatches(encoded["train"], labels["train"], **shape)
 
 
