@@ -18,7 +18,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
-from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file
+from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file, not_utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -326,25 +326,10 @@ def _load_file(path_str: str, split: str, streaming: bool = False, flag: str | N
         if "corresponds to no data" in reason:
             raise DataError(f"The {split} split ({flag} {path_str}) has no usable rows: the file holds no records.") from None
         if suffix != ".parquet":
-            bad = _non_utf8_lines(path)
-            if bad:
-                raise DataError(
-                    f"{flag} {path_str}: {len(bad)} line(s) are not valid UTF-8 (lines {_examples(bad)}). "
-                    "Save the file as UTF-8, e.g. iconv -f latin1 -t utf-8."
-                ) from None
+            error = not_utf8_error(path, flag)
+            if error is not None:
+                raise error from None
         raise DataError(f"{flag} {path_str}: cannot be read as {suffix[1:].upper()} ({reason}). Check its format.") from None
-
-
-def _non_utf8_lines(path: Path) -> list[int]:
-    """Line numbers (from 1) of a text file that do not decode as UTF-8."""
-    bad = []
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(number)
-    return bad
 
 
 def _load_dataset(name: str, config_name: str | None, streaming: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
