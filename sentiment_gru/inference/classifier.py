@@ -180,11 +180,16 @@ class SentimentClassifier:
         return {"label": self.label_names[best], "score": score, "probability": score,
                 "probabilities": dict(zip(self.label_names, probabilities.tolist())), **({"truncated": True} if cut else {})}
 
-    def predict_stream(self, texts: Iterable[str], batch_size: int = 256, chunk_size: int | None = None,
-                       truncation: bool | str = True) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Predict an iterable of texts lazily, `chunk_size` at a time (default `batch_size`), so memory stays flat."""
-        for chunk in chunks(texts, chunk_size or batch_size):
-            yield from zip(chunk, self.predict(chunk, batch_size, truncation))
+    def predict_stream(self, texts: Iterable[str], batch_size: int = 256) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Predict an iterable of texts lazily, `batch_size` at a time, so memory stays flat."""
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == batch_size:
+                yield from zip(chunk, self.predict(chunk, batch_size))
+                chunk = []
+        if chunk:
+            yield from zip(chunk, self.predict(chunk, batch_size))
 
     # ------------------------------------------------------------ explanations
 
@@ -219,18 +224,6 @@ class SentimentClassifier:
     def probabilities_of_ids(self, sequences: list[list[int]], batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities of token id sequences (each non-empty): [len(sequences), num_classes]."""
         return softmax(self.backend.logits(sequences, batch_size), self.temperature)
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """`items` in lists of `size` (the last one shorter)."""
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _reads_whole(truncation: bool | str | None) -> bool:
