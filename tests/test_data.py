@@ -324,6 +324,13 @@ def test_predicts_reader_names_what_is_wrong_with_the_file(tmp_path):
         read_texts(str(tmp_path / "empty.csv"), None)
     with pytest.raises(DataError, match=rf"^--file {tmp_path}/: is a folder; give a file in it\.$"):
         read_texts(f"{tmp_path}/", None)
+    numbers = tmp_path / "numbers.parquet"
+    _write_table(numbers, [{"text": 1, "review": "fine"}])
+    with pytest.raises(DataError, match=r"numbers\.parquet: column 'text' holds int64, not text\. Pass --text-column NAME"):
+        read_texts(str(numbers), None)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,label\ngood,1\n\nbad,0\n")
+    assert list(read_texts(str(blank), None)) == ["good", "bad"], "a blank line is no row"
 
 
 @pytest.mark.parametrize("source", [".csv", ".tsv", ".jsonl", ".parquet"])

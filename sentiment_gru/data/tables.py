@@ -144,7 +144,8 @@ def read_rows(path: str, text_column: str | None, flag: str = "--file", keep_col
         reader = csv.reader(handle, delimiter=options.get("delimiter", ","))
         header = _header(reader, file, flag)
         column = detect_column(header, text_column, TEXT_CANDIDATES, "text", where)
-        return Rows(header, column, _chunks(decoded(dict(zip(header, row)) for row in reader), column, chunk_rows, done))
+        records = (dict(zip(header, row)) for row in reader if row)  # a blank line is no row, as csv.DictReader has it
+        return Rows(header, column, _chunks(decoded(records), column, chunk_rows, done))
     if builder == "json":
         records = decoded(_json_records(handle, file, flag))
         first = next(records, None)
@@ -202,11 +203,15 @@ def _json_records(handle, file: Path, flag: str) -> Iterator[dict[str, Any]]:
 
 
 def _parquet_rows(file: Path, text_column: str | None, where: str, keep_columns: bool, chunk_rows: int) -> Rows:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(file)
     names = table.schema_arrow.names
     column = detect_column(names, text_column, TEXT_CANDIDATES, "text", where)
+    kind = table.schema_arrow.field(column).type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        raise DataError(f"{where}: column '{column}' holds {kind}, not text. Pass --text-column NAME for the column of texts.")
     total = table.metadata.num_rows
 
     def chunks() -> Iterator[Chunk]:
