@@ -310,3 +310,25 @@ def test_predict_writes_every_row_with_its_columns_to_a_file(trained_dir, tmp_pa
     done = run_script("predict.py", "--artifacts", str(trained_dir), "--file", str(table), "--quiet")
     printed = done.stdout.splitlines()
     assert done.returncode == 0 and len(printed) == 800 and printed[3].split("\t")[2] == " ".join(long.split())
+
+
+def test_progress_is_a_bar_on_a_terminal_with_a_total_estimated_from_the_file_read(monkeypatch):
+    import io
+
+    from sentiment_gru.data.tables import Chunk
+    from sentiment_gru.inference.bulk import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    progress = Progress()
+    assert progress.bar is not None and not progress.lines
+    seen = []
+    for chunk in progress.track([Chunk(["a"] * 100, None, 0.25), Chunk(["b"] * 100, None, 0.5), Chunk(["c"] * 100, None, 1.0)]):
+        seen.append((progress.bar.n, progress.bar.total))  # counted once the caller is done with a chunk
+    assert seen == [(0, None), (100, 400), (200, 400)] and progress.texts == 300
+    assert progress.bar is None and "predicting" in terminal.getvalue(), "closed at the end"
+    assert Progress(enabled=False).bar is None and not Progress(enabled=False).lines

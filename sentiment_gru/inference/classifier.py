@@ -92,9 +92,9 @@ class SentimentClassifier:
                  function_to_apply: str | None = None, return_all_scores: bool | None = None, **unknown: Any) -> list:
         """Labels and calibrated scores, as a Hugging Face text-classification pipeline gives them.
 
-        One text: `[{"label", "score"}]` (top_k labels, best first; `top_k=None` for every label). A list of texts:
-        one such result per text, except that with `top_k=1` each is the single dict. An empty text gets
-        `{"label": None, "score": None, "error": "empty text"}`.
+        One text: `[{"label", "score"}]` (top_k labels, best first, 1 when not given, as transformers marks it with "";
+        `top_k=None` for every label). A list of texts: one such result per text, except that with `top_k=1` each is
+        the single dict. An empty text gets `{"label": None, "score": None, "error": "empty text"}`.
 
         A text longer than the model reads is cut as the model was trained, and each of its results says
         `"truncated": True`; a `TruncationWarning` says so too unless `truncation=True` asked for the cut.
