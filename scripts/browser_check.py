@@ -5,12 +5,14 @@
 
 Starts the server on a free local port (or uses --url). Needs Playwright (pip install playwright) and Debian's
 Chromium (apt-get install -y chromium); it never downloads a browser. Exit status 0 when every label is the
-expected one, the text is shown with its words marked and the page loaded nothing from elsewhere; 1 when not; 2 on a
-set-up error.
+expected one, the text is shown with its words marked, a text longer than the model reads is shown as cut, and the
+page loaded nothing from elsewhere; 1 when not; 2 on a set-up error.
 """
 
 import argparse
+import json
 import shutil
+import urllib.request
 import sys
 from pathlib import Path
 
@@ -76,10 +78,25 @@ def check_page(url: str, cases: list[tuple[str, str]], screenshot: Path, chromiu
                     problems.append(f"{text!r}: the highlighted text reads {page.text_content('#highlighted')!r}")
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
+            long = _longer_than_read(url)
+            page.fill("#text", long)
+            page.click("#classify")
+            page.wait_for_function(SHOWN, arg=long, timeout=30_000)
+            if page.is_visible("#truncated") and page.locator("#highlighted .unread").count() == 1:
+                print(f"ok: a text of {len(long):,} characters -> {page.text_content('#truncated')}")
+            else:
+                problems.append(f"a text of {len(long):,} characters: the page does not show that the model read only part of it")
         finally:
             browser.close()
     problems += [f"the page loaded {address}, which is not on this server" for address in elsewhere]
     return problems
+
+
+def _longer_than_read(url: str) -> str:
+    """A text of more tokens than the model at `url` reads (each letter and comma is a token), within its --max-chars."""
+    with urllib.request.urlopen(f"{url}/info", timeout=30) as response:
+        info = json.load(response)
+    return ("a," * info["read_length"])[: info["limits"]["max_chars"]]
 
 
 def main(argv=None) -> int:

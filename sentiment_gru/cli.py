@@ -33,6 +33,9 @@ def _run(command, argv, parser: argparse.ArgumentParser) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was saved; the previous model, if any, is unchanged.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output stopped early (`| head`): no traceback, and none at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _quiet_datasets() -> None:
@@ -267,11 +270,16 @@ def _add_backend(parser: argparse.ArgumentParser) -> None:
 
 def predict_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="predict", description="Label raw texts with a trained model. Prints one line per text: label, probability, text."
+        prog="predict", description="Label raw texts with a trained model. Prints one line per text: label, probability, text; "
+                                    "or, with --output, writes every row of --file with its prediction added."
     )
-    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify; '-' reads one text per line from stdin")
+    parser.add_argument("texts", nargs="*", metavar="TEXT",
+                        help="texts to classify; '-' (or no TEXT, with texts piped in) reads one text per line from stdin")
     parser.add_argument("--file", help="one text per line, or a .csv/.tsv/.json/.jsonl/.parquet file with --text-column; '-' for stdin")
     parser.add_argument("--text-column", help="text column of a table file (detected: text, sentence, review, content)")
+    parser.add_argument("--output", metavar="FILE",
+                        help="write each input row, every column kept, with predicted_label, predicted_score, predicted_score_LABEL "
+                             "for each label and predicted_truncated added, to FILE: .csv, .tsv, .jsonl or .parquet (by its suffix)")
     parser.add_argument("--artifacts", default=DEFAULT_ARTIFACTS, help="trained model folder (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="JSON Lines with every class probability")
     parser.add_argument("--batch-size", type=int, default=256, help="texts per forward pass (default: %(default)s)")
@@ -279,33 +287,63 @@ def predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--explain", action="store_true",
                         help="mark the words that move the prediction most, [+word] for and [-word] against it "
                              "(occlusion: one extra forward pass per token); with --json, add an \"explanation\" list")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines while reading --file")
     return parser
+
+
+def _stdin_piped() -> bool:
+    """Whether texts may be waiting on stdin: it is a pipe or a file, not a terminal."""
+    try:
+        return not sys.stdin.isatty()
+    except (AttributeError, OSError, ValueError):  # closed, or replaced by something that is not a file
+        return False
 
 
 def _predict(args: argparse.Namespace) -> int:
     from .config import MAX_BATCH_SIZE
-    from .data.tables import read_texts, shorten
+    from .data.tables import output_format, read_rows, rows_of_texts, shorten
+    from .inference.bulk import Progress, score_file
     from .inference.classifier import SentimentClassifier
 
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise ConfigError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}. Got {args.batch_size}.")
-    if args.file is None and not args.texts:
+    piped = args.file is None and not args.texts and _stdin_piped()
+    if args.file is None and not args.texts and not piped:
         raise ConfigError("Nothing to predict. Give texts, '-' for stdin, or --file F.")
     if args.file is not None and args.texts:
         raise ConfigError("Give texts or --file, not both.")
+    if args.output is not None:
+        output_format(args.output)
+        for flag, given in (("--explain", args.explain), ("--json", args.json)):
+            if given:
+                raise ConfigError(f"--output writes a file in the format its suffix names; {flag} is for printed output. Leave one out.")
     predictor = SentimentClassifier.from_pretrained(args.artifacts, backend=args.backend)
     if args.file is not None:
-        texts = read_texts(args.file, args.text_column)
-    elif args.texts == ["-"]:
-        texts = (line.rstrip("\r\n") for line in sys.stdin)
+        rows = read_rows(args.file, args.text_column, keep_columns=args.output is not None)
+    elif args.texts == ["-"] or piped:
+        rows = read_rows("-", None)
     else:
-        texts = iter(args.texts)
+        rows = rows_of_texts(args.texts)
     out = sys.stdout
     if args.explain:
-        return _explain(predictor, texts, args.json, out)
-    for text, result in predictor.predict_stream(texts, batch_size=args.batch_size):
-        _write(out, text, result, args.json, shorten(text, PREVIEW_CHARS))
+        return _explain(predictor, (text for chunk in rows.chunks for text in chunk.texts), args.json, out)
+    progress = False if args.quiet or args.file is None else None
+    if args.output:
+        print(score_file(predictor, rows, args.output, args.batch_size, progress).summary(args.output), file=sys.stderr)
+        return 0
+    width = PREVIEW_CHARS if out.isatty() else None  # on a terminal, each text shortened to a line; else whole
+    texts = cut = 0
+    for chunk in Progress(rows.total, False if out.isatty() else progress).track(rows.chunks):
+        for text, result in zip(chunk.texts, predictor.predict(chunk.texts, args.batch_size)):
+            _write(out, text, result, args.json, shorten(text, width))
+            cut += "truncated" in result
+        texts += len(chunk.texts)
     out.flush()
+    if piped and not texts:
+        raise ConfigError("Nothing to predict: stdin was empty. Give texts, or --file F.")
+    if cut:
+        print(f"note: {cut:,} of {texts:,} texts were longer than the model reads ({predictor.encoder.read_length} tokens) and only "
+              "part of each was read; --json marks them \"truncated\": true.", file=sys.stderr)
     return 0
 
 
@@ -316,7 +354,7 @@ def _write(out, text: str, result: dict, as_json: bool, shown: str) -> None:
     elif result["label"] is None:
         out.write(f"-\t-\t({result['error']}: no prediction)\n")
     else:
-        out.write(f"{result['label']}\t{result['probability']:.4f}\t{shown}\n")
+        out.write(f"{result['label']}\t{result['score']:.4f}\t{shown}\n")
 
 
 def _explain(predictor, texts, as_json: bool, out) -> int:

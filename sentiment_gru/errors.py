@@ -15,10 +15,13 @@ EXIT_USER_ERROR = 2
 
 def command(name: str) -> str:
     """How the user runs this project's `name` command: `python scripts/NAME.py` when they ran a script
-    of a clone, else the console command that installing the package gives (`sentiment-gru-NAME`)."""
+    of a clone, `sentiment-gru NAME` when they ran the one command, else the console command that installing
+    the package gives for it (`sentiment-gru-NAME`)."""
     running = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if running is not None and running.parent.name == "scripts" and running.suffix == ".py":
         return f"python scripts/{name}.py"
+    if running is not None and running.name == "sentiment-gru":
+        return f"sentiment-gru {name}"
     return f"sentiment-gru-{name}"
 
 

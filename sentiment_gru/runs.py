@@ -32,6 +32,7 @@ from .files import HISTORY_FILE, write_json
 from .inference.backends import TorchBackend
 from .inference.classifier import SentimentClassifier
 from .inference.folder import check_output_dir, save_atomically, write_model_files
+from .text.tokenizer import TextEncoder
 from .train import distributed
 from .train.checkpoint import Checkpoints, checkpoint_dir
 from .train.fit import TrainResult, train
@@ -132,8 +133,8 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
                                     "texts": data.source.get("pretrain", "the train split")}
     history = {"best_epoch": result.best_epoch, "epochs": result.history,
                **({"pretraining": result.pretraining} if result.pretraining else {})}
-    classifier = SentimentClassifier(TorchBackend(result.model, result.device), result.tokenizer, data.label_names, validation.temperature,
-                                     tail_tokens=config.tokenizer.tail_tokens)
+    classifier = SentimentClassifier(TorchBackend(result.model, result.device), TextEncoder(result.tokenizer, config.tokenizer.tail_tokens),
+                                     data.label_names, validation.temperature)
     evaluation = evaluate(scores, data.label_names, texts=list(data.splits[split]["text"]), baseline=baseline,
                           explain=_explainer(classifier), history=history, config=run_facts)
     on_validation = compute_metrics(validation.labels, validation.probabilities, data.label_names, "validation")

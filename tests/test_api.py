@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from conftest import TINY_MODEL_ARGS
 from sentiment_gru import SentimentClassifier
 from sentiment_gru.cli import export_main, predict_main, train_main
 from sentiment_gru.errors import ArtifactsError, ConfigError
+from sentiment_gru.inference.classifier import TruncationWarning
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the film is wonderful and moving", "a dull, clumsy and tedious script", "superb", "boring " * 400]
@@ -329,3 +331,74 @@ def test_distill_file_adds_unlabelled_texts_for_the_student(tiny_files, tmp_path
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
         assert not bad.exists()
+
+
+# ---------------------------------------------------------------- what a newcomer trips over
+
+
+def test_explain_takes_a_list_as_calling_does(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    both = clf.explain(["a wonderful film", "a dull script"])
+    assert both == [clf.explain("a wonderful film"), clf.explain("a dull script")]
+    assert "".join(token for token, _ in both[1]) == "adullscript"
+
+
+def test_a_text_longer_than_the_model_reads_is_reported_as_cut(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    long = "the film is wonderful and moving. " * 200 + "Awful, terrible, a complete waste of time."
+    assert len(clf.encoder.whole().encode([long]).ids[0]) > clf.encoder.read_length == 256
+    with pytest.warns(TruncationWarning, match=r"^1 of 2 texts were longer than the model reads \(256 tokens\): of each, only its "
+                                               r"first 256 tokens were read.*Pass truncation=True .* truncation=False"):
+        short, cut = clf(["a dull script", long])
+    assert "truncated" not in short and cut["truncated"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # truncation=True asks for the cut: no warning
+        assert clf(long, truncation=True, top_k=None)[0]["truncated"] is True
+        whole = clf(long, truncation=False)
+    assert "truncated" not in whole[0]
+    assert whole[0]["score"] != clf(long, truncation=True)[0]["score"], "read whole, the end counts"
+    assert clf.predict([long, "superb"])[0]["truncated"] is True and "truncated" not in clf.predict(["superb"])[0]
+    probabilities, cut_rows = clf.predict_proba([long, "superb", ""], return_truncated=True)
+    assert cut_rows.tolist() == [True, False, False] and probabilities.shape == (3, 2)
+    assert clf.explain_details(long)["truncated"] is True and len(clf.explain_details(long)["explanation"]) == 256
+
+
+def test_the_pipeline_keyword_arguments_work_as_in_transformers(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    text = "a dull script"
+    every = clf(text, top_k=None)
+    logits = clf.backend.logits(clf.encode([text]), 1)[0] / clf.temperature
+    by_label = {r["label"]: r["score"] for r in clf(text, top_k=None, function_to_apply="none")}
+    assert by_label == pytest.approx(dict(zip(clf.label_names, logits.tolist())))
+    sigmoid = {r["label"]: r["score"] for r in clf(text, top_k=None, function_to_apply="sigmoid")}
+    assert sigmoid == pytest.approx({name: 1 / (1 + np.exp(-x)) for name, x in zip(clf.label_names, logits)})
+    assert clf(text, function_to_apply="softmax") == clf(text) == every[:1]
+    with pytest.warns(UserWarning, match="`return_all_scores` is deprecated"):
+        legacy = clf(text, return_all_scores=True)
+    assert legacy == [sorted(every, key=lambda r: clf.label_names.index(r["label"]))], "transformers' old shape: label order, nested"
+    with pytest.warns(UserWarning, match="deprecated"):
+        assert clf([text, "superb"], return_all_scores=False) == clf([text, "superb"])
+    for keyword in ({"padding": True}, {"max_length": 10}):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{next(iter(keyword))}'\. It takes top_k, truncation, "
+                                            r"function_to_apply, return_all_scores \(deprecated: top_k\) and batch_size"):
+            clf(text, **keyword)
+    with pytest.raises(ConfigError, match="function_to_apply must be one of softmax, sigmoid, none. Got 'relu'"):
+        clf(text, function_to_apply="relu")
+    with pytest.raises(ConfigError, match="truncation must be True, False or one of 'longest_first'"):
+        clf(text, truncation="yes")
+
+
+def test_a_hub_id_without_its_owner_is_not_taken_for_a_missing_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ArtifactsError, match=r"^No trained model in distilbert-base-uncased-finetuned-sst-2-english/ \(no such folder\)\. "
+                                             r"Run: sentiment-gru-train --output-dir DIR\. A model on the Hugging Face hub is named "
+                                             r"with its owner: owner/name\.$"):
+        SentimentClassifier.from_pretrained("distilbert-base-uncased-finetuned-sst-2-english")
+
+
+def test_one_result_key_for_the_probability_with_the_old_one_kept(trained_dir):
+    clf = SentimentClassifier.from_pretrained(trained_dir, backend="torch")
+    result = clf.predict(["superb"])[0]
+    assert result["score"] == result["probability"] == clf("superb")[0]["score"] == max(result["probabilities"].values())
+    details = clf.explain_details("superb")
+    assert details["score"] == details["probability"] == pytest.approx(result["score"], abs=1e-9)

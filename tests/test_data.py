@@ -11,7 +11,7 @@ import pytest
 from sentiment_gru.config import DataConfig
 from sentiment_gru.data.corpus import stratified_split
 from sentiment_gru.data.load import EMPTY, NAMED, NUMERIC, UNLABELLED, classify_row, load_data, load_unlabelled_texts
-from sentiment_gru.data.tables import FILE_FORMATS, read_texts, shorten
+from sentiment_gru.data.tables import FILE_FORMATS, OUTPUT_FORMATS, TableWriter, read_rows, read_texts, shorten
 from sentiment_gru.errors import ConfigError, DataError
 
 from conftest import make_rows, write_csv
@@ -271,3 +271,107 @@ def test_label_column_mixing_numbers_and_names_stops(tmp_path):
     rows[9]["label"] = "0"
     with pytest.raises(DataError, match=r"mixes numbers and names: 2 numeric label\(s\) \(rows 5, 10\) among 40\. Make the labels consistent"):
         load_data(DataConfig(train_file=str(write_csv(tmp_path / "t.csv", rows))))
+
+
+# ---------------------------------------------------------------- what a newcomer trips over
+
+
+def test_too_few_usable_rows_to_hold_out_validation_is_said(tmp_path):
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("text,label\nfoo,1\nbar,0\n,1\nbaz,\n")
+    with pytest.raises(DataError, match=r"^The train split of the files \(train=gaps\.csv\) has 2 usable row\(s\) \(skipped 1 row\(s\) "
+                                        r"with empty or missing text \(rows 3\); skipped 1 row\(s\) with no label \(rows 4\)\): too few "
+                                        r"to hold out 10% of each class for validation and train on the rest\. Add rows, or pass "
+                                        r"--validation-file\.$"):
+        load_data(DataConfig(train_file=str(gaps)))
+
+
+def test_bare_number_labels_get_a_note_that_says_how_to_name_them(tmp_path):
+    rows = [{**r, "label": ["negative", "positive"].index(r["label"])} for r in make_rows(40)]
+    data = load_data(DataConfig(train_file=str(write_csv(tmp_path / "t.csv", rows))))
+    assert data.label_names == ["0", "1"]
+    assert ("the labels are bare numbers (0, 1), so predictions will say '1' or '0'; to name them, train with "
+            "--label-names negative,positive (one name per number, in the order 0, 1)") in data.notes
+    named = load_data(DataConfig(train_file=str(tmp_path / "t.csv"), label_names=("negative", "positive")))
+    assert not any("bare numbers" in n for n in named.notes)
+    stars = [{**r, "label": r["label"] + 1} for r in rows]  # 1 and 2: --label-names names 0..n-1, so it cannot help
+    notes = load_data(DataConfig(train_file=str(write_csv(tmp_path / "s.csv", stars)))).notes
+    assert any(n.endswith("(1, 2), so predictions will say '2' or '1'; to have them say names, write the names in the label column")
+               for n in notes)
+
+
+def test_numbered_labels_that_cannot_be_the_models_names_are_not_offered_as_them(tmp_path):
+    three = tmp_path / "three.csv"
+    three.write_text("text,label\ngood,0\nbad,1\nmeh,2\n")
+    with pytest.raises(DataError, match=r"has labels the model does not know: '0', '1', '2'\. Known labels: negative, positive\. Its labels "
+                                        r"are the numbers 0, 1, 2, which cannot stand for the 2 labels the model knows: score it on data "
+                                        r"labelled negative, positive\.$"):
+        load_data(DataConfig(test_file=str(three)), label_names=["negative", "positive"], need_train=False)
+
+
+def test_predicts_reader_names_what_is_wrong_with_the_file(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("text,label\nTrès bon film,positive\nmauvais,negative\n".encode("latin-1"))
+    plain = tmp_path / "latin1.txt"
+    plain.write_bytes("good\nTrès bon\n".encode("latin-1"))
+    for file, line in ((latin1, 2), (plain, 2)):
+        with pytest.raises(DataError, match=rf"^--file .*{file.name}: 1 line\(s\) are not valid UTF-8 \(lines {line}\)\. Save the file as "
+                                            r"UTF-8, e\.g\. iconv -f latin1 -t utf-8\.$"):
+            list(read_texts(str(file), None))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match=r"^--file .*empty\.csv has no columns: it is empty, or its first line is\. A table starts with a "
+                                        r"header line that names its columns, e\.g\. text\.$"):
+        read_texts(str(tmp_path / "empty.csv"), None)
+    with pytest.raises(DataError, match=rf"^--file {tmp_path}/: is a folder; give a file in it\.$"):
+        read_texts(f"{tmp_path}/", None)
+    numbers = tmp_path / "numbers.parquet"
+    _write_table(numbers, [{"text": 1, "review": "fine"}])
+    with pytest.raises(DataError, match=r"numbers\.parquet: column 'text' holds int64, not text\. Pass --text-column NAME"):
+        read_texts(str(numbers), None)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("text,label\ngood,1\n\nbad,0\n")
+    assert list(read_texts(str(blank), None)) == ["good", "bad"], "a blank line is no row"
+
+
+@pytest.mark.parametrize("source", [".csv", ".tsv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("target", OUTPUT_FORMATS)
+def test_predicts_rows_go_out_with_every_input_column(tmp_path, source, target):
+    """Every input column (an id the reader must not turn into a number) comes back, in order, with the added ones."""
+    rows = [{"id": f"{i:03d}", "Review": r["text"], "stars": str(i % 5)} for i, r in enumerate(make_rows(30, seed=2))]
+    path = tmp_path / f"in{source}"
+    _write_table(path, rows)
+    found = read_rows(str(path), None, chunk_rows=7)
+    assert found.columns == ["id", "Review", "stars"] and found.text_column == "Review"
+    out = tmp_path / f"out{target}"
+    writer = TableWriter(str(out), found.columns, ["p", "ok"], schema=found.schema, added_types={"p": "float64", "ok": "bool"})
+    for chunk in found.chunks:
+        writer.write(chunk.rows, {"p": [len(t) / 100 for t in chunk.texts], "ok": [True] * len(chunk.texts)})
+    writer.commit()
+    back = [{"id": r["id"], "Review": r["Review"], "stars": r["stars"], "p": float(r["p"]), "ok": r["ok"] in (True, "True")}
+            for r in _read_back(out)]
+    assert back == [{**r, "p": len(r["Review"]) / 100, "ok": True} for r in rows]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging file left behind"
+
+
+def _read_back(path) -> list[dict]:
+    import csv
+
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".parquet":
+        return pq.read_table(path).to_pylist()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ","))
+
+
+def test_predicts_writer_refuses_what_it_cannot_write(tmp_path):
+    with pytest.raises(ConfigError, match=r"--output .*out\.xlsx: write a \.csv, \.tsv, \.jsonl, \.parquet file \(the suffix picks the format\)"):
+        TableWriter(str(tmp_path / "out.xlsx"), ["text"], ["p"])
+    with pytest.raises(ConfigError, match=r"The input already has the column\(s\) p that predict adds \(a file scored before\?\)"):
+        TableWriter(str(tmp_path / "out.csv"), ["text", "p"], ["p"])
+    writer = TableWriter(str(tmp_path / "out.csv"), ["text"], ["p"])
+    writer.write([{"text": "a"}], {"p": [1.0]})
+    writer.discard()
+    assert list(tmp_path.iterdir()) == [], "a run that fails leaves no file"

@@ -13,7 +13,6 @@ from sentiment_gru.cli import predict_main
 from sentiment_gru.data.batching import batched_logits
 from sentiment_gru.inference.explain import mark, occlusion
 from sentiment_gru.inference.classifier import SentimentClassifier
-from sentiment_gru.text.tokenizer import encode
 
 
 def probability_without(predictor: SentimentClassifier, ids: list[int], removed: set[int], label: int) -> float:
@@ -29,7 +28,7 @@ def test_removing_top_tokens_moves_the_prediction_more_than_random_tokens(traine
     k = 2
     top_drops, random_drops = [], []
     for row in make_rows(40, seed=7):
-        ids = encode(predictor.tokenizer, [row["text"]])[0]
+        ids = predictor.encode([row["text"]])[0]
         if len(ids) <= k:
             continue
         probabilities, drops = occlusion(predictor.probabilities_of_ids, ids)

@@ -14,7 +14,7 @@ from sentiment_gru.config import CONFIG_FORMAT_VERSION, ModelConfig, TokenizerCo
 from sentiment_gru.errors import ConfigError
 from sentiment_gru.model.classifier import GRUClassifier
 from sentiment_gru.inference.classifier import SentimentClassifier
-from sentiment_gru.text.tokenizer import PAD_ID, UNK_ID, encode, load_tokenizer, train_tokenizer
+from sentiment_gru.text.tokenizer import PAD_ID, UNK_ID, TextEncoder, load_tokenizer, train_tokenizer
 
 from conftest import make_rows
 
@@ -27,17 +27,17 @@ def test_tokenizer_round_trip(tmp_path):
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     loaded = load_tokenizer(str(tmp_path / "tokenizer.json"))
     sample = ["The film is WONDERFUL and moving", "a dull, clumsy script", "cafe resume"]
-    assert encode(loaded, sample) == encode(tokenizer, sample)
-    assert loaded.decode(encode(loaded, sample[:1])[0]).replace(" ", "") == "thefilmiswonderfulandmoving"
+    assert TextEncoder(loaded).encode(sample).ids == TextEncoder(tokenizer).encode(sample).ids
+    assert loaded.decode(TextEncoder(loaded).encode(sample[:1]).ids[0]).replace(" ", "") == "thefilmiswonderfulandmoving"
     long_text = " ".join(["film"] * 100)
-    assert len(encode(loaded, [long_text])[0]) == 12  # truncated to max_length
-    assert encode(loaded, ["", "   ", "🙂"]) == [[UNK_ID], [UNK_ID], [UNK_ID]]  # never an empty sequence
+    assert len(TextEncoder(loaded).encode([long_text]).ids[0]) == 12  # truncated to max_length
+    assert TextEncoder(loaded).encode(["", "   ", "🙂"]).ids == [[UNK_ID], [UNK_ID], [UNK_ID]]  # never an empty sequence
 
 
 def test_wordpiece_tokenizer_trains_too():
     tokenizer = train_tokenizer([r["text"] for r in make_rows(100)], TokenizerConfig(kind="wordpiece", vocab_size=300))
     assert tokenizer.token_to_id("[PAD]") == PAD_ID
-    assert tokenizer.decode(encode(tokenizer, ["the film is superb"])[0]) == "the film is superb"
+    assert tokenizer.decode(TextEncoder(tokenizer).encode(["the film is superb"]).ids[0]) == "the film is superb"
 
 
 def test_bucketed_batches_cover_every_row_once_with_little_padding():
@@ -98,12 +98,12 @@ def test_save_then_load_gives_identical_logits(tmp_path):
     facts = {"format_version": CONFIG_FORMAT_VERSION, "label_names": ["negative", "positive"], "model": dataclasses.asdict(config)}
     save_atomically(tmp_path / "model", lambda folder: write_model_files(folder, model, tokenizer, facts))
     loaded = load_model(tmp_path / "model")
-    ids = encode(tokenizer, texts)
+    ids = TextEncoder(tokenizer).encode(texts).ids
     torch.testing.assert_close(
         batched_logits(loaded.model, ids, batch_size=32, device="cpu"), batched_logits(model, ids, batch_size=32, device="cpu"),
         rtol=0, atol=0,
     )
-    assert encode(loaded.tokenizer, texts) == ids
+    assert TextEncoder(loaded.tokenizer).encode(texts).ids == ids
 
 
 def test_trained_model_predicts(trained_dir):

@@ -34,7 +34,7 @@ def _check(texts, results, label_names):
         probabilities = list(result["probabilities"].values())
         assert all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probabilities)
         assert abs(sum(probabilities) - 1.0) < 1e-5
-        assert result["probability"] == max(probabilities)
+        assert result["score"] == max(probabilities)
 
 
 @FUZZ

@@ -127,6 +127,18 @@ def test_explain_gives_explain_details(client, reference):
     assert unk[0]["explanation"][0]["score"] == pytest.approx(expected_unk, abs=1e-6)
 
 
+def test_a_text_longer_than_the_model_reads_is_reported_as_cut(client, reference):
+    cut = "a," * 150  # 300 characters (the --max-chars here), 300 tokens: more than the model reads
+    info = client.get("/info").json()
+    assert info["read_length"] == reference.encoder.read_length == 256 and info["tail_tokens"] == 0
+    short, long = client.post("/predict", json={"inputs": [TEXTS[0], cut]}).json()
+    assert "truncated" not in short and long["truncated"] is True
+    assert all(r["truncated"] is True for r in client.post("/predict", json={"inputs": cut, "parameters": {"top_k": None}}).json())
+    explained = client.post("/explain", json={"inputs": [cut, TEXTS[0]]}).json()
+    assert explained[0]["truncated"] is True and len(explained[0]["explanation"]) == 256 and "truncated" not in explained[1]
+    assert explained[1]["score"] == explained[1]["probability"] == max(explained[1]["probabilities"].values())
+
+
 # ---------------------------------------------------------------- limits and errors
 
 

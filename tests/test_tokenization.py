@@ -11,7 +11,7 @@ from sentiment_gru import SentimentClassifier
 from sentiment_gru.cli import train_main
 from sentiment_gru.config import TokenizerConfig
 from sentiment_gru.errors import ConfigError
-from sentiment_gru.text.tokenizer import CHARS_PER_TOKEN_BOUND, encode, encode_with_offsets, for_training, train_tokenizer
+from sentiment_gru.text.tokenizer import CHARS_PER_TOKEN_BOUND, TextEncoder, for_training, train_tokenizer
 
 TEXTS = [r["text"] for r in make_rows(200, seed=4)] + ["good bad " * 50]
 
@@ -23,20 +23,24 @@ def tokenizer(**options):
 def test_head_and_tail_keep_the_start_and_the_end_with_their_offsets():
     tok = tokenizer(max_length=40, tail_tokens=10)
     text = " ".join(["good"] * 300 + ["bad"] * 300)
-    (ids, offsets), = encode_with_offsets(tok, [text], tail_tokens=10)
-    assert len(ids) == 40
+    tail, head_only = TextEncoder(tok, tail_tokens=10), TextEncoder(tok)
+    found = tail.encode_with_offsets([text])
+    (ids,), (offsets,) = found.ids, found.offsets
+    assert len(ids) == 40 and found.truncated == [True]
     assert [text[a:b] for a, b in offsets] == ["good"] * 30 + ["bad"] * 10
-    assert encode(tok, [text], tail_tokens=10) == [ids]
-    assert encode(tok, [text]) == [encode(tok, ["good " * 40])[0]], "without tail_tokens: the start only"
+    assert tail.encode([text]).ids == [ids]
+    assert head_only.encode([text]).ids == head_only.encode(["good " * 40]).ids, "without tail_tokens: the start only"
     short = "good bad good"
-    assert encode(tok, [short], tail_tokens=10) == encode(tok, [short]), "short texts are read whole either way"
+    assert tail.encode([short]) == head_only.encode([short]), "short texts are read whole either way"
+    assert tail.encode([short]).truncated == [False]
 
 
 def test_a_megabyte_text_is_read_from_both_ends_only():
     tok = tokenizer(max_length=40, tail_tokens=10)
     text = "good " * 200_000 + "bad " * 200_000
-    (ids, offsets), = encode_with_offsets(tok, [text], tail_tokens=10)
-    assert [text[a:b] for a, b in offsets] == ["good"] * 30 + ["bad"] * 10
+    found = TextEncoder(tok, tail_tokens=10).encode_with_offsets([text])
+    (offsets,) = found.offsets
+    assert [text[a:b] for a, b in offsets] == ["good"] * 30 + ["bad"] * 10 and found.truncated == [True]
     assert offsets[-1][1] == len(text) - 1 and len(text) > 40 * CHARS_PER_TOKEN_BOUND
 
 
@@ -61,7 +65,7 @@ def test_a_model_trained_with_tail_tokens_predicts_with_them(tiny_files, tmp_pat
     config = json.loads((out / "config.json").read_text())
     assert config["tokenizer"]["tail_tokens"] == 6 and config["tokenizer"]["strip_html"] is True
     clf = SentimentClassifier.from_pretrained(out, backend="torch")
-    assert clf.tail_tokens == 6
+    assert clf.encoder.tail_tokens == 6 and clf.encoder.read_length == 16
     text = "the film is quite the story " * 20 + "and it is wonderful"
     ids, end = clf.encode([text])[0], clf.encode(["and it is wonderful"])[0]
     assert len(ids) == 16 and len(end) < 6 and ids[-len(end):] == end
@@ -80,10 +84,11 @@ def test_training_cuts_texts_shorter_than_prediction_reads_them():
     text = " ".join(["good"] * 300 + ["bad"] * 300)
     assert tok.truncation["max_length"] == 40, "the saved tokenizer reads what prediction reads"
     training = for_training(tok, config)
-    assert [len(ids) for ids in encode(training, [text], 5) + encode(tok, [text], 5)] == [20, 40]
+    assert [len(ids) for ids in training.encode([text]).ids + TextEncoder(tok, 5).encode([text]).ids] == [20, 40]
+    assert training.tail_tokens == 5 and training.read_length == 20
     assert tok.truncation["max_length"] == 40, "the copy leaves the tokenizer as it was"
     plain = TokenizerConfig(vocab_size=300, max_length=20)
-    assert for_training(tok, plain) is tok
+    assert for_training(tok, plain).tokenizer is tok
 
 
 def test_a_model_trained_on_cut_texts_reads_whole_ones_when_predicting(tiny_files, tmp_path):

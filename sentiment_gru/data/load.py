@@ -19,7 +19,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
-from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file
+from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file, not_utf8_error
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,15 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
             )
     if "train" in splits and "validation" not in splits:
         splits = _carve_validation(splits, config)
+        if not len(splits["validation"]) or not len(splits["train"]):
+            rows = len(splits["validation"]) + len(splits["train"])
+            skipped = f" ({'; '.join(n.removeprefix('train: ') for n in notes if n.startswith('train: '))})" if any(
+                n.startswith("train: ") for n in notes) else ""
+            raise DataError(
+                f"The train split of {source['description']} has {rows} usable row(s){skipped}: too few to hold out "
+                f"{config.validation_fraction:.0%} of each class for validation and train on the rest. "
+                "Add rows, or pass --validation-file."
+            )
         notes.append(
             f"no validation split: held out {len(splits['validation'])} training rows "
             f"({config.validation_fraction:.0%}, stratified) for model selection"
@@ -249,6 +258,8 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
                 f"The train split of {source['description']} has a single class ('{counts[0]}'); "
                 "a classifier needs at least two. Check --label-column."
             )
+        if need_train and all(_is_number(name) for name in label_names):
+            notes.append(_bare_numbers_note(label_names))
     for note in notes:
         log.warning(note)
     source["sizes"] = {split: len(ds) for split, ds in splits.items()}
@@ -316,25 +327,10 @@ def _load_file(path_str: str, split: str, streaming: bool = False, flag: str | N
         if "corresponds to no data" in reason:
             raise DataError(f"The {split} split ({flag} {path_str}) has no usable rows: the file holds no records.") from None
         if suffix != ".parquet":
-            bad = _non_utf8_lines(path)
-            if bad:
-                raise DataError(
-                    f"{flag} {path_str}: {len(bad)} line(s) are not valid UTF-8 (lines {_examples(bad)}). "
-                    "Save the file as UTF-8, e.g. iconv -f latin1 -t utf-8."
-                ) from None
+            error = not_utf8_error(path, flag)
+            if error is not None:
+                raise error from None
         raise DataError(f"{flag} {path_str}: cannot be read as {suffix[1:].upper()} ({reason}). Check its format.") from None
-
-
-def _non_utf8_lines(path: Path) -> list[int]:
-    """Line numbers (from 1) of a text file that do not decode as UTF-8."""
-    bad = []
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                bad.append(number)
-    return bad
 
 
 def _load_dataset(name: str, config_name: str | None, streaming: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -503,19 +499,36 @@ def _label_name(value: Any, class_names: list[str] | None, int_label_names: tupl
     return name or None
 
 
+def _is_number(name: str) -> bool:
+    return name.lstrip("-").isdigit()
+
+
+def _bare_numbers_note(names: list[str]) -> str:
+    """What to do when a model would be trained on labels that are bare numbers: predictions would say "1"."""
+    said = f"the labels are bare numbers ({', '.join(names)}), so predictions will say '{names[-1]}' or '{names[0]}'"
+    if names != [str(i) for i in range(len(names))]:
+        return f"{said}; to have them say names, write the names in the label column"
+    example = "negative,positive" if len(names) == 2 else ",".join(f"name{i}" for i in range(len(names)))
+    return f"{said}; to name them, train with --label-names {example} (one name per number, in the order {', '.join(names)})"
+
+
 def _label_order(seen: dict[str, set[str]], fixed: list[str] | None, where: str) -> list[str]:
     if fixed is None:
         base = seen.get("train") or set().union(*seen.values())
-        fixed = sorted(base, key=lambda n: (0, int(n)) if n.lstrip("-").isdigit() else (1, n))
+        fixed = sorted(base, key=lambda n: (0, int(n)) if _is_number(n) else (1, n))
     known = set(fixed)
     for split, names in seen.items():
         unknown = sorted(names - known)
         if unknown:
             owner = "the model" if "train" not in seen else "the train split"
             hint = ""
-            if all(n.lstrip("-").isdigit() for n in unknown) and not any(n.lstrip("-").isdigit() for n in fixed):
-                numbers = ", ".join(f"{i} = {name}" for i, name in enumerate(fixed))
-                hint = f" If the numbers stand for these names, pass --label-names {','.join(fixed)} ({numbers})."
+            if all(_is_number(n) for n in names) and not any(_is_number(n) for n in fixed):
+                if all(0 <= int(n) < len(fixed) for n in names):
+                    numbers = ", ".join(f"{i} = {name}" for i, name in enumerate(fixed))
+                    hint = f" If the numbers stand for these names, pass --label-names {','.join(fixed)} ({numbers})."
+                else:
+                    hint = (f" Its labels are the numbers {', '.join(sorted(names, key=int))}, which cannot stand for the "
+                            f"{len(fixed)} labels {owner} knows: score it on data labelled {', '.join(fixed)}.")
             raise DataError(
                 f"The {split} split of {where} has labels {owner} does not know: {', '.join(map(repr, unknown[:10]))}. "
                 f"Known labels: {', '.join(fixed)}.{hint}"

@@ -78,6 +78,7 @@ class Service:
         folder = Path(s.artifacts)
         info = {
             "model": folder.resolve().name, "labels": classifier.label_names, "backend": classifier.backend_name,
+            "read_length": classifier.encoder.read_length, "tail_tokens": classifier.encoder.tail_tokens,
             "card": _card_metadata(folder / CARD_FILE), "metrics": _test_metrics(folder / METRICS_FILE),
             "limits": s.limits(), "batching": {"max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms},
             "version": __version__,
@@ -88,7 +89,7 @@ class Service:
     def _predict(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         """Every label of each text, best first (the worker thread)."""
         assert self.classifier is not None
-        return self.classifier(texts, top_k=None, batch_size=self.settings.max_batch_size)
+        return self.classifier(texts, top_k=None, batch_size=self.settings.max_batch_size, truncation=True)
 
     def _explain(self, texts: list[str], mode: str) -> list[dict[str, Any]]:
         assert self.classifier is not None
@@ -193,16 +194,19 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, summary="Label texts")
+    # exclude_unset: "truncated" appears only in the results of texts that were cut
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_unset=True, responses=ERROR_RESPONSES, summary="Label texts")
     async def predict(request: PredictRequest) -> Any:
         """Labels and calibrated scores in the shape of a Hugging Face text-classification pipeline: for one text,
         its top_k labels; for a list, one such list per text (one object per text with top_k 1). An empty text gets
-        `{"label": null, "score": null, "error": "empty text"}`."""
+        `{"label": null, "score": null, "error": "empty text"}`; a text longer than the model reads is cut, and its
+        results say `"truncated": true`."""
         single = isinstance(request.inputs, str)
         ranked = await service.predict([request.inputs] if single else request.inputs)
         return top_k_results(ranked, single, request.parameters.top_k)
 
-    @app.post("/explain", response_model=ExplainResponse, responses=ERROR_RESPONSES, summary="Label texts and show why")
+    @app.post("/explain", response_model=ExplainResponse, response_model_exclude_unset=True, responses=ERROR_RESPONSES,
+              summary="Label texts and show why")
     async def explain(request: ExplainRequest) -> Any:
         """For each text, its label, every label's probability, and each token's score: how much the label's
         probability drops without it (positive: the token supports the label)."""

@@ -15,9 +15,14 @@ from .settings import ServeSettings
 REQUEST_SHAPE = '{"inputs": "text" or ["text", ...], "parameters": {...}}'  # as the error messages show it
 
 
+TRUNCATED = Field(None, description="present, and true, when the text was longer than the model reads and it read only part of it "
+                                    "(see /info's read_length)")
+
+
 class LabelScore(BaseModel):
     label: str
     score: float = Field(description="calibrated probability of the label")
+    truncated: Literal[True] | None = TRUNCATED
 
 
 class EmptyText(BaseModel):
@@ -39,9 +44,11 @@ class TokenScore(BaseModel):
 
 class Explanation(BaseModel):
     label: str
-    probability: float = Field(description="calibrated probability of the label")
+    score: float = Field(description="calibrated probability of the label")
+    probability: float = Field(description="the same as score, its old name; it goes in the next release", deprecated=True)
     probabilities: dict[str, float] = Field(description="every label's calibrated probability")
     explanation: list[TokenScore]
+    truncated: Literal[True] | None = TRUNCATED
 
 
 class EmptyExplanation(BaseModel):
@@ -74,6 +81,8 @@ class Info(BaseModel):
     model: str = Field(description="the model folder's name")
     labels: list[str]
     backend: Literal[tuple(BACKENDS)]
+    read_length: int | None = Field(description="tokens of a text the model reads at most; a longer text is cut (null: read whole)")
+    tail_tokens: int = Field(description="of a cut text, tokens read from its end (the rest from its start)")
     card: dict[str, Any] | None = Field(description="the model card's metadata (the YAML of its README.md)")
     metrics: dict[str, Any] | None = Field(description="test metrics from metrics.json")
     limits: Limits

@@ -1,8 +1,10 @@
-"""A subword tokenizer trained on the training split, saved as `tokenizer.json`."""
+"""A subword tokenizer trained on the training split, saved as `tokenizer.json`; `TextEncoder`, that tokenizer with its
+cut rule: the token ids a model reads of each text, and which texts were cut."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -52,14 +54,13 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     return tokenizer
 
 
-def for_training(tokenizer: Tokenizer, config: TokenizerConfig) -> Tokenizer:
-    """`tokenizer`, or where evaluation and prediction read longer texts (`config.predict_length`), a copy that cuts
-    training texts at `config.max_length`."""
-    if config.read_length == config.max_length:
-        return tokenizer
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.enable_truncation(max_length=config.max_length)
-    return copy
+def for_training(tokenizer: Tokenizer, config: TokenizerConfig) -> TextEncoder:
+    """The encoder training reads texts with: `tokenizer` with the cut rule of `config`, cutting texts at
+    `config.max_length` where evaluation and prediction read longer ones (`config.predict_length`)."""
+    if config.read_length != config.max_length:
+        tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        tokenizer.enable_truncation(max_length=config.max_length)
+    return TextEncoder(tokenizer, config.tail_tokens)
 
 
 def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
@@ -73,88 +74,120 @@ def _batches(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
         yield batch
 
 
-def encode(tokenizer: Tokenizer, texts: list[str], tail_tokens: int = 0) -> list[list[int]]:
-    """Token ids of each text, truncated; a text with no tokens becomes [UNK] so it still has length 1.
+class Encoded(NamedTuple):
+    """What a model reads of each text."""
 
-    A text longer than the tokenizer's maximum keeps its start; with `tail_tokens`, its first
-    max_length - tail_tokens tokens and its last `tail_tokens` (a long review's verdict is often at its
-    end). Only about `CHARS_PER_TOKEN_BOUND` characters per kept token are read from either end, so a
-    megabyte of text costs no more than a long review.
+    ids: list[list[int]]  # each text's token ids
+    truncated: list[bool]  # whether the text was longer than the model reads, so part of it was cut
+    offsets: list[list[tuple[int, int]]] | None = None  # each kept token's (start, end) characters in its text
+
+
+class TextEncoder:
+    """A trained tokenizer with its cut rule: texts in, the token ids a model reads out, and which texts were cut.
+
+    A text longer than `read_length` tokens (the tokenizer's truncation length) keeps its start; with `tail_tokens`,
+    its first read_length - tail_tokens tokens and its last `tail_tokens` (a long review's verdict is often at its
+    end). Only about `CHARS_PER_TOKEN_BOUND` characters per kept token are read from either end, so a megabyte of
+    text costs no more than a long review.
     """
-    if not tail_tokens:
-        truncation = tokenizer.truncation
-        limit = truncation["max_length"] * CHARS_PER_TOKEN_BOUND if truncation else None
+
+    def __init__(self, tokenizer: Tokenizer, tail_tokens: int = 0) -> None:
+        self.tokenizer = tokenizer
+        self.tail_tokens = tail_tokens
+        self._whole: Tokenizer | None = None  # a copy that keeps every token, made on first use
+
+    @property
+    def read_length(self) -> int | None:
+        """Tokens read of a text at most; None when texts are read whole."""
+        truncation = self.tokenizer.truncation
+        return truncation["max_length"] if truncation else None
+
+    def whole(self) -> TextEncoder:
+        """An encoder that reads every token of every text (nothing cut)."""
+        return TextEncoder(self._untruncated())
+
+    def encode(self, texts: list[str]) -> Encoded:
+        """Token ids of each text as the model reads them; a text with no tokens becomes [UNK] so it still has length 1."""
+        length = self.read_length
+        if self.tail_tokens and length:
+            found = self.encode_with_offsets(texts)
+            return Encoded([ids or [UNK_ID] for ids in found.ids], found.truncated)
+        limit = length * CHARS_PER_TOKEN_BOUND if length else None
         clipped = [valid_unicode(t[:limit] if limit else t) for t in texts]
-        return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(clipped)]
-    return [ids or [UNK_ID] for ids, _ in encode_with_offsets(tokenizer, texts, tail_tokens)]
+        encodings = self.tokenizer.encode_batch(clipped)
+        return Encoded([enc.ids or [UNK_ID] for enc in encodings],
+                       [bool(enc.overflowing) or _clipped(text, limit) for enc, text in zip(encodings, texts)])
+
+    def encode_with_offsets(self, texts: list[str]) -> Encoded:
+        """As `encode`, with each kept token's character offsets in its text; a text with no tokens gets no ids."""
+        length = self.read_length
+        if not length:
+            encodings = self.tokenizer.encode_batch([valid_unicode(t) for t in texts])
+            return Encoded([enc.ids for enc in encodings], [False] * len(texts), [enc.offsets for enc in encodings])
+        head = length - min(self.tail_tokens, length)
+        clipped, joins = [], []
+        for text in texts:
+            text = valid_unicode(text)
+            if len(text) <= length * CHARS_PER_TOKEN_BOUND:
+                clipped.append(text)
+                joins.append(None)
+            else:  # read the start and the end only, joined by a space; offsets past the join shift back
+                start_part, tail_start = text[: head * CHARS_PER_TOKEN_BOUND], len(text) - (length - head) * CHARS_PER_TOKEN_BOUND
+                clipped.append(f"{start_part} {text[tail_start:]}")
+                joins.append((len(start_part) + 1, tail_start - len(start_part) - 1))
+        out = Encoded([], [], [])
+        for enc, join, text in zip(self._untruncated().encode_batch(clipped), joins, texts):
+            keep = range(len(enc.ids)) if len(enc.ids) <= length else [*range(head), *range(len(enc.ids) - (length - head), len(enc.ids))]
+            offsets = [enc.offsets[i] for i in keep]
+            if join is not None:
+                offsets = [(a + join[1], b + join[1]) if a >= join[0] else (a, b) for a, b in offsets]
+            out.ids.append([enc.ids[i] for i in keep])
+            out.offsets.append(offsets)
+            out.truncated.append(len(keep) < len(enc.ids) or (join is not None and bool(text[join[0] - 1:join[0] + join[1]].strip())))
+        return out
+
+    def _untruncated(self) -> Tokenizer:
+        if self._whole is None:
+            if not self.tokenizer.truncation:
+                self._whole = self.tokenizer
+            else:
+                self._whole = Tokenizer.from_str(self.tokenizer.to_str())
+                self._whole.no_truncation()
+        return self._whole
 
 
-def encode_with_offsets(tokenizer: Tokenizer, texts: list[str], tail_tokens: int = 0) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """As `encode`, with each kept token's (start, end) character offsets in its text; a text with no tokens gets no ids."""
-    truncation = tokenizer.truncation
-    if not truncation:
-        return [(enc.ids, enc.offsets) for enc in tokenizer.encode_batch([valid_unicode(t) for t in texts])]
-    length = truncation["max_length"]
-    head = length - min(tail_tokens, length)
-    clipped, joins = [], []
-    for text in texts:
-        text = valid_unicode(text)
-        if len(text) <= length * CHARS_PER_TOKEN_BOUND:
-            clipped.append(text)
-            joins.append(None)
-        else:  # read the start and the end only, joined by a space; offsets past the join shift back
-            start_part, tail_start = text[: head * CHARS_PER_TOKEN_BOUND], len(text) - (length - head) * CHARS_PER_TOKEN_BOUND
-            clipped.append(f"{start_part} {text[tail_start:]}")
-            joins.append((len(start_part) + 1, tail_start - len(start_part) - 1))
-    out = []
-    for enc, join in zip(_untruncated(tokenizer).encode_batch(clipped), joins):
-        keep = range(len(enc.ids)) if len(enc.ids) <= length else [*range(head), *range(len(enc.ids) - (length - head), len(enc.ids))]
-        offsets = [enc.offsets[i] for i in keep]
-        if join is not None:
-            offsets = [(a + join[1], b + join[1]) if a >= join[0] else (a, b) for a, b in offsets]
-        out.append(([enc.ids[i] for i in keep], offsets))
-    return out
+def _clipped(text: str, limit: int | None) -> bool:
+    """Whether reading only the first `limit` characters of `text` left out more than whitespace."""
+    return limit is not None and len(text) > limit and not text[limit:].isspace()
 
 
-_UNTRUNCATED: dict[int, tuple[Tokenizer, Tokenizer]] = {}  # id(tokenizer) -> (tokenizer, a copy without truncation)
-
-
-def _untruncated(tokenizer: Tokenizer) -> Tokenizer:
-    """A copy of `tokenizer` that keeps every token (made once per tokenizer; the original stays as it is)."""
-    found = _UNTRUNCATED.get(id(tokenizer))
-    if found is None or found[0] is not tokenizer:
-        copy = Tokenizer.from_str(tokenizer.to_str())
-        copy.no_truncation()
-        found = _UNTRUNCATED[id(tokenizer)] = (tokenizer, copy)
-    return found[1]
-
-
-def encode_dataset(tokenizer: Tokenizer, dataset, num_proc: int = 1, tail_tokens: int = 0):
+def encode_dataset(encoder: TextEncoder, dataset, num_proc: int = 1):
     """A `datasets.Dataset` of token ids (`ids`, int32) for the `text` column, one row per text.
 
     Tokenized with `map(batched=True)` in `num_proc` worker processes. A dataset read
-    from disk gets its result cached beside it (keyed by the tokenizer), so it is
+    from disk gets its result cached beside it (keyed by the tokenizer and its cut rule), so it is
     computed once and memory-mapped by every process that asks again.
     """
     import datasets
 
     features = datasets.Features({"ids": datasets.Sequence(datasets.Value("int32"))})
     return dataset.map(
-        _encode_batch, batched=True, batch_size=1000, input_columns="text", fn_kwargs={"tokenizer_json": tokenizer.to_str(), "tail_tokens": tail_tokens},
+        _encode_batch, batched=True, batch_size=1000, input_columns="text",
+        fn_kwargs={"tokenizer_json": encoder.tokenizer.to_str(), "tail_tokens": encoder.tail_tokens},
         remove_columns=dataset.column_names, features=features, num_proc=num_proc if num_proc > 1 and len(dataset) > 1000 else None,
         desc="tokenizing",
     )
 
 
-_TOKENIZERS: dict[int, Tokenizer] = {}  # per process: tokenizers rebuilt from their JSON, by its hash
+_ENCODERS: dict[int, TextEncoder] = {}  # per process: encoders rebuilt from their tokenizer's JSON, by its hash
 
 
 def _encode_batch(texts: list[str], tokenizer_json: str, tail_tokens: int) -> dict[str, list[list[int]]]:
-    key = hash(tokenizer_json)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS.clear()
-        _TOKENIZERS[key] = Tokenizer.from_str(tokenizer_json)
-    return {"ids": encode(_TOKENIZERS[key], texts, tail_tokens)}
+    key = hash((tokenizer_json, tail_tokens))
+    if key not in _ENCODERS:
+        _ENCODERS.clear()
+        _ENCODERS[key] = TextEncoder(Tokenizer.from_str(tokenizer_json), tail_tokens)
+    return {"ids": _ENCODERS[key].encode(texts).ids}
 
 
 def valid_unicode(text: str) -> str:

@@ -25,7 +25,7 @@ from ..metrics import accuracy_and_macro_f1
 from ..model.classifier import build_model, members
 from ..model.kernels import reusing_freed_memory
 from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
-from ..text.tokenizer import PAD_ID, encode, encode_dataset, for_training, train_tokenizer
+from ..text.tokenizer import PAD_ID, TextEncoder, encode_dataset, for_training, train_tokenizer
 from .checkpoint import Checkpoints
 from .classify import ClassifierTask, class_weights
 from .distill import DistilledBatches, best_member, build_student
@@ -85,8 +85,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     tokenizer = _tokenizer(config, data, dist, resumed, parent)  # cuts texts where evaluation and prediction do
     training_tokenizer = for_training(tokenizer, config.tokenizer)  # where training reads less (--predict-length)
     with dist.main_process_first():  # the first process per machine tokenizes; the others read its datasets cache
-        encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else tokenizer, ds, tcfg.num_proc,
-                                                               config.tokenizer.tail_tokens))
+        encoded = {split: TokenIds.from_dataset(encode_dataset(training_tokenizer if split == "train" else
+                                                               TextEncoder(tokenizer, config.tokenizer.tail_tokens), ds, tcfg.num_proc))
                    for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
     if parent is None:
@@ -122,7 +122,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
 
     if tcfg.pretrain_epochs and (resumed is None or resumed.pretrain_state is not None):  # not yet, or stopped while pretraining
         pretrain_ids = encoded["train"] if data.pretrain is None else TokenIds.from_dataset(
-            encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc, config.tokenizer.tail_tokens))
+            encode_dataset(training_tokenizer, data.pretrain, tcfg.num_proc))
         with reusing_freed_memory():
             run_state.pretraining = pretrain(classifiers[0], pretrain_ids, encoded["validation"], tcfg, device, dist, progress,
                                              checkpoints=checkpoints, save=saver("pretrain_state"), resume=run_state.pretrain_state,
@@ -155,7 +155,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                                              learning_rate=tcfg.distill_learning_rate or tcfg.learning_rate)
             settings = Settings.of(stage_tcfg, rate_option="--distill-learning-rate")
             transfer_ids = None if data.transfer is None else TokenIds.from_dataset(
-                encode_dataset(training_tokenizer, data.transfer, tcfg.num_proc, config.tokenizer.tail_tokens))
+                encode_dataset(training_tokenizer, data.transfer, tcfg.num_proc))
             stage_batches = DistilledBatches(batches, model, encoded["train"], device, copies=tcfg.distill_copies, seed=seed,
                                              transfer_ids=transfer_ids)
             log.info("student (seed %d): distilled from the ensemble of %d (logit matching, weight %g, %d made-up copies per batch%s)",
@@ -242,7 +242,7 @@ def _training_batches(data: LoadedData, encoded: dict[str, TokenIds], labels: di
              "pad_id": PAD_ID}
     if data.streamed:
         stream = data.splits["train"]
-        return StreamBatches(stream.epoch, len(stream), lambda texts: encode(tokenizer, texts, config.tokenizer.tail_tokens), **shape)
+        return StreamBatches(stream.epoch, len(stream), lambda texts: tokenizer.encode(texts).ids, **shape)
     return HeldBatches(encoded["train"], labels["train"], **shape)
 
 

@@ -1,5 +1,6 @@
 // The page at /: sends the text to POST /explain and shows the label, its calibrated probability and the words
-// that decided it. Plain JS, no dependencies; everything it loads comes from this server.
+// that decided it; of a text longer than the model reads, it greys the part that was not read. Plain JS, no
+// dependencies; everything it loads comes from this server.
 "use strict";
 
 const SHARE = 0.25; // a word is marked when |score| >= SHARE * the largest |score| (as `predict --explain` does)
@@ -8,6 +9,7 @@ const DEBOUNCE_MS = 350;
 
 const $ = (id) => document.getElementById(id);
 let labels = [];
+let reading = { length: null, tail: 0 }; // tokens the model reads of a text, and how many of them from its end
 let sent = 0; // requests sent; only the newest one's answer is shown
 let timer = null;
 
@@ -22,6 +24,7 @@ async function loadInfo() {
     }
     const info = await response.json();
     labels = info.labels;
+    reading = { length: info.read_length, tail: info.tail_tokens };
     const accuracy = info.metrics && info.metrics.accuracy !== undefined
       ? ` · ${info.metrics.split} accuracy ${(100 * info.metrics.accuracy).toFixed(1)}%` : "";
     $("model").textContent = `Model: ${info.model} · ${info.labels.join(" / ")} · ${info.backend}${accuracy}`;
@@ -80,9 +83,10 @@ function show(text, result) {
   }
   say("");
   $("label").textContent = result.label;
-  $("score").textContent = `probability ${(100 * result.probability).toFixed(1)}% (calibrated)`;
+  $("score").textContent = `probability ${(100 * result.score).toFixed(1)}% (calibrated)`;
   showBars(result.probabilities);
   showWords(text, result);
+  showCut(result);
   section.dataset.text = text; // what the shown result is for (the browser check waits on it)
   section.hidden = false;
 }
@@ -127,15 +131,47 @@ function words(chars, explanation) {
   return spans;
 }
 
+// Of a text that was cut, the [start, end) code points the model did not read: after its last token read from the
+// start, up to its first token read from the end (tail_tokens) or the end of the text. null when it read it all.
+function unread(chars, result) {
+  const tokens = result.explanation;
+  if (!result.truncated || !tokens.length) return null;
+  const head = Math.min(tokens.length, (reading.length || tokens.length) - reading.tail);
+  return [head > 0 ? tokens[head - 1].end : 0, head < tokens.length ? tokens[head].start : chars.length];
+}
+
+function showCut(result) {
+  const note = $("truncated");
+  note.hidden = !result.truncated;
+  if (!result.truncated) return;
+  const kept = reading.tail ? `its first ${reading.length - reading.tail} and last ${reading.tail}` : `its first ${reading.length}`;
+  note.textContent = `This text is longer than the model reads (${reading.length} tokens): only ${kept} tokens were read; ` +
+    "the greyed part did not count.";
+}
+
+// Plain text between marked words; the part the model did not read (`cut`, wholly inside one such gap) greyed.
+function appendPlain(out, chars, from, to, cut) {
+  if (!cut || cut[0] < from || cut[1] > to || cut[0] === cut[1]) {
+    out.append(chars.slice(from, to).join(""));
+    return;
+  }
+  const skipped = document.createElement("span");
+  skipped.className = "unread";
+  skipped.title = "not read: the text is longer than the model reads";
+  skipped.textContent = chars.slice(cut[0], cut[1]).join("");
+  out.append(chars.slice(from, cut[0]).join(""), skipped, chars.slice(cut[1], to).join(""));
+}
+
 function showWords(text, result) {
   const chars = Array.from(text);
   const spans = words(chars, result.explanation);
+  const cut = unread(chars, result);
   const largest = Math.max(0, ...spans.map((s) => Math.abs(s.score)));
   const out = $("highlighted");
   out.replaceChildren();
   let cursor = 0;
   for (const span of spans) {
-    out.append(chars.slice(cursor, span.start).join(""));
+    appendPlain(out, chars, cursor, span.start, cut);
     const word = chars.slice(span.start, span.end).join("");
     const strength = largest > 0 ? Math.abs(span.score) / largest : 0;
     if (Math.abs(span.score) >= Math.max(SHARE * largest, FLOOR)) {
@@ -151,7 +187,7 @@ function showWords(text, result) {
     }
     cursor = span.end;
   }
-  out.append(chars.slice(cursor).join(""));
+  appendPlain(out, chars, cursor, chars.length, cut);
 }
 
 $("text").addEventListener("input", schedule);
