@@ -7,7 +7,6 @@ Each scores its model through `evaluation.score` and hands the result to `evalua
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import json
 import logging
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig
+from .config import Calibration, DataConfig, RunConfig, SavedConfig
 from .data.load import LoadedData, describe_sizes, load_data
 from .errors import ConfigError, DataError
 from .evaluate.calibration import fit_temperature
@@ -30,7 +29,7 @@ from .evaluate.scoring import BASELINES, Baseline, Scores, blend, compare, compu
 from .files import HISTORY_FILE, write_json
 from .inference.backends import TorchBackend
 from .inference.classifier import SentimentClassifier
-from .inference.folder import check_output_dir, save_atomically, write_model_files
+from .inference.folder import check_output_dir, output_lock, save_atomically, write_model_files
 from .train import distributed
 from .train.checkpoint import Checkpoints, checkpoint_dir
 from .train.fit import TrainResult, train
@@ -57,7 +56,8 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     Training state is checkpointed beside the output folder (`OUTPUT.checkpoint/`) every
     epoch and on SIGINT/SIGTERM; `resume` continues from it. It is removed on success.
     Started by torchrun, every process trains its shard and rank 0 alone evaluates and
-    writes; the other ranks return None.
+    writes; the other ranks return None. Rank 0 holds a lock on the output folder from
+    start to end, so a second run into it fails at once.
     """
     output_dir = Path(output_dir)
     if config.data.streaming and resume:
@@ -65,7 +65,8 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     check_output_dir(output_dir)  # fail before training, not after
     dist, device = distributed.setup(config.train.device)
     try:
-        return _train_and_save(config, output_dir, progress, resume, dist, device)
+        with output_lock(output_dir) if dist.is_main else contextlib.nullcontext():
+            return _train_and_save(config, output_dir, progress, resume, dist, device)
     finally:
         distributed.teardown(dist)
 
@@ -97,30 +98,22 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         log.info("no TF-IDF baseline: the train split was streamed, not held in memory")
     else:
         baseline = _baseline(data, split)
-    run_facts = {
-        "format_version": CONFIG_FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "preset": config.preset,
-        "label_names": data.label_names,
-        "data": {**dataclasses.asdict(config.data), "source": data.source, "notes": data.notes},
-        "tokenizer": dataclasses.asdict(config.tokenizer),
-        "model": dataclasses.asdict(result.model_config),
-        "train": dataclasses.asdict(config.train),
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(result.train_seconds, 2),
-        "device": result.device,
-        "precision": result.precision,
-        "processes": dist.world_size,  # the global batch is processes x train.batch_size
-        "calibration": {"temperature": validation.temperature, "fitted_on": "validation"},
-        "versions": library_versions(),
-    }
+    record = SavedConfig(
+        label_names=tuple(data.label_names), data=config.data, source=data.source, notes=list(data.notes),
+        tokenizer=config.tokenizer, model=result.model_config, train=config.train,
+        calibration=Calibration(temperature=validation.temperature, fitted_on="validation"),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=config.preset,
+        best_epoch=result.best_epoch, train_seconds=round(result.train_seconds, 2), device=result.device,
+        precision=result.precision, processes=dist.world_size, versions=library_versions(),
+    )
     if result.teacher is not None:
-        run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
-                                     "weight": config.train.distill_weight, "copies": config.train.distill_copies,
-                                     **({"unlabelled_texts": data.source["distill"]} if "distill" in data.source else {})}
+        record.distillation = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
+                               "weight": config.train.distill_weight, "copies": config.train.distill_copies,
+                               **({"unlabelled_texts": data.source["distill"]} if "distill" in data.source else {})}
     if result.pretraining:
-        run_facts["pretraining"] = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
-                                    "texts": data.source.get("pretrain", "the train split")}
+        record.pretraining = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
+                              "texts": data.source.get("pretrain", "the train split")}
+    run_facts = record.to_dict()
     history = {"best_epoch": result.best_epoch, "epochs": result.history,
                **({"pretraining": result.pretraining} if result.pretraining else {})}
     classifier = SentimentClassifier(TorchBackend(result.model, result.device), result.tokenizer, data.label_names, validation.temperature,
@@ -136,12 +129,14 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
-        write_model_files(folder, result.model, result.tokenizer, run_facts)
+        write_model_files(folder, result.model, result.tokenizer, record)
         write_json(folder / HISTORY_FILE, history)
         metrics["report"] = write_reports(folder, evaluation)
         write_card(folder, run_facts, metrics, name=output_dir.name)
 
-    save_atomically(output_dir, write)
+    again = "run again" if checkpoints is None else ("add --resume to the same command: the trained model is kept in "
+                                                     f"{checkpoint_dir(output_dir)}/ and is saved without training again")
+    save_atomically(output_dir, write, again=again)
     if checkpoints is not None:
         checkpoints.remove()
     return metrics
@@ -207,12 +202,12 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     started = time.perf_counter()
     scores = _saved_scores(classifier, data, split)
     seconds = time.perf_counter() - started
-    history_file = Path(artifacts) / HISTORY_FILE
+    history_file = folder.checked_file(HISTORY_FILE)  # listed and unchanged, or not read
     evaluation = evaluate(
         scores, folder.label_names, texts=list(data.splits[split]["text"]),
         baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
         explain=_explainer(classifier),
-        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=folder.config,
+        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file else None, config=folder.config.to_dict(),
     )
     metrics = evaluation.metrics
     metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts), backend=classifier.backend_name)

@@ -59,7 +59,7 @@ class SentimentClassifier:
         path = _locate(name_or_path, revision)
         runner, folder = choose_backend(backend, path).load(path, threads=threads, device=device)
         return cls(runner, folder.tokenizer, folder.label_names, folder.temperature,
-                   tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0), folder=folder)
+                   tail_tokens=folder.config.tokenizer.tail_tokens, folder=folder)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write this model's folder to `directory` (whole or not at all), ready to load or upload to the hub as it is."""
