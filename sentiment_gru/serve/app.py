@@ -6,33 +6,40 @@ prediction with its occlusion explanation), `GET /health`, `GET /info`, `/openap
 
 The model loads once, in the app's lifespan, on the one worker thread that runs every forward pass; until it is
 ready, /health and the model's endpoints answer 503. Concurrent /predict requests are gathered into one forward
-pass (`MicroBatcher`). Importing this module does not import torch, and neither does serving with `--backend onnx`.
-`serve.command` runs the app on uvicorn.
+pass (`MicroBatcher`). Whatever a call of the model raises fails that request alone, with a JSON 500; a call longer
+than `--work-timeout` gets a 503 and turns /health to failed, so that an orchestrator restarts the service. A request
+whose client hangs up is cancelled before its forward pass. With an API key, /predict, /explain and /info need
+`Authorization: Bearer KEY`; /health, the page and the docs stay open. Importing this module does not import torch,
+and neither does serving with `--backend onnx`. `serve.command` runs the app on uvicorn.
 """
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..errors import UserError
 from ..files import CARD_FILE, METRICS_FILE
 from ..inference.classifier import SentimentClassifier, top_k_results
-from .batcher import MicroBatcher
-from .schemas import ERROR_RESPONSES, REQUEST_SHAPE, ExplainResponse, Health, Info, PredictResponse, request_models
-from .settings import ServeSettings, flag
+from .batcher import MicroBatcher, ModelThread, WorkFailed, WorkTimeout, run_bounded
+from .schemas import AUTH_RESPONSES, ERROR_RESPONSES, REQUEST_SHAPE, ExplainResponse, Health, Info, PredictResponse, request_models
+from .settings import API_KEY_VARIABLE, ServeSettings, flag
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +56,19 @@ class Service:
     def __init__(self, settings: ServeSettings, on_load_error: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.on_load_error = on_load_error  # called when loading fails (the command stops the server)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self.executor = ModelThread()
         self.classifier: SentimentClassifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: dict[str, Any] | None = None
         self.load_error: str | None = None
+        self.stuck: str | None = None  # why the worker thread no longer answers, once a call overran --work-timeout
+
+    @property
+    def failure(self) -> str | None:
+        """Why the service can no longer answer (it needs a restart); None while it can."""
+        why = self.stuck or (self.batcher.failure if self.batcher is not None else None)
+        return None if why is None else (f"The model stopped answering: {why} ({flag('work_timeout')} "
+                                         f"{self.settings.work_timeout:g}). Restart the service.")
 
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,7 +80,8 @@ class Service:
             if self.on_load_error is not None:
                 self.on_load_error()
             return
-        self.batcher = MicroBatcher(self._predict, self.executor, self.settings.max_batch_size, self.settings.max_wait_ms / 1000)
+        s = self.settings
+        self.batcher = MicroBatcher(self._predict, self.executor, s.max_batch_size, s.max_wait_ms / 1000, timeout=s.work_timeout)
         self.batcher.start()
         self.classifier, self.info = classifier, info
         logger.info("model ready: %s on %s, labels %s", info["model"], info["backend"], ", ".join(info["labels"]))
@@ -75,14 +91,16 @@ class Service:
         started = time.perf_counter()
         classifier = SentimentClassifier.from_pretrained(s.artifacts, backend=s.backend, threads=s.threads)
         classifier(["warm up"])  # the first forward pass is slow on both backends: pay it before saying ready
-        folder = Path(s.artifacts)
+        folder = classifier.folder
+        assert folder is not None
         info = {
-            "model": folder.resolve().name, "labels": classifier.label_names, "backend": classifier.backend_name,
-            "card": _card_metadata(folder / CARD_FILE), "metrics": _test_metrics(folder / METRICS_FILE),
+            "model": folder.path.resolve().name, "labels": classifier.label_names, "backend": classifier.backend_name,
+            # only files the manifest lists and that match it: never a link to a file outside the folder
+            "card": _card_metadata(folder.checked_file(CARD_FILE)), "metrics": _test_metrics(folder.checked_file(METRICS_FILE)),
             "limits": s.limits(), "batching": {"max_batch_size": s.max_batch_size, "max_wait_ms": s.max_wait_ms},
-            "version": __version__,
+            "timeouts": s.timeouts(), "version": __version__,
         }
-        logger.info("loaded %s in %.1f s", folder, time.perf_counter() - started)
+        logger.info("loaded %s in %.1f s", folder.path, time.perf_counter() - started)
         return classifier, info
 
     def _predict(self, texts: list[str]) -> list[list[dict[str, Any]]]:
@@ -91,11 +109,19 @@ class Service:
         return self.classifier(texts, top_k=None, batch_size=self.settings.max_batch_size)
 
     def _explain(self, texts: list[str], mode: str) -> list[dict[str, Any]]:
+        """Each text's explanation (the worker thread), once its tokens are shown to be within --max-explain-tokens."""
         assert self.classifier is not None
+        tokens = sum(len(ids) for ids, text in zip(self.classifier.encode(texts), texts) if text.strip())
+        if tokens > self.settings.max_explain_tokens:
+            raise OverLimit(f"The texts have {tokens:,} tokens to explain; the limit is {self.settings.max_explain_tokens:,} per "
+                            f"request ({flag('max_explain_tokens')}). Send fewer or shorter texts.",
+                            "max_explain_tokens", self.settings.max_explain_tokens)
         return [self.classifier.explain_details(text, mode) for text in texts]
 
     def check_ready(self) -> None:
-        """A 503 that says why, until the model is loaded."""
+        """A 503 that says why, until the model is loaded, or once it stopped answering."""
+        if self.failure is not None:
+            raise HTTPException(503, self.failure)
         if self.classifier is not None:
             return
         if self.load_error is not None:
@@ -105,21 +131,47 @@ class Service:
     async def predict(self, texts: list[str]) -> list[list[dict[str, Any]]]:
         self.check_ready()
         assert self.batcher is not None
-        return await self.batcher.submit(texts) if texts else []
+        return await self._answer(self.batcher.submit(texts)) if texts else []
 
     async def explain(self, texts: list[str], mode: str) -> list[dict[str, Any]]:
         self.check_ready()
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self._explain, texts, mode)
+        return await self._answer(run_bounded(self.executor, self._explain, (texts, mode), self.settings.work_timeout))
+
+    async def _answer(self, work: Awaitable) -> Any:
+        """What `work` (a call of the model) returns; its failure as the HTTP error that says what happened."""
+        try:
+            return await work
+        except WorkTimeout as exc:
+            self.stuck = self.stuck or str(exc)
+            logger.error("%s", self.failure)
+            raise HTTPException(503, self.failure) from None
+        except WorkFailed as exc:
+            if isinstance(exc.__cause__, OverLimit):
+                raise HTTPException(422, exc.__cause__.body()) from None
+            logger.error("the model failed on a request: %s", exc, exc_info=exc.__cause__)
+            raise HTTPException(500, f"The model failed on this request ({exc}); the service goes on. If the text is "
+                                     "ordinary, report it with the model folder.") from None
 
     async def close(self) -> None:
         if self.batcher is not None:
             await self.batcher.close()
-        self.executor.shutdown(wait=True)
+        self.executor.shutdown(wait=self.failure is None)  # a stuck call is left to its daemon thread
 
 
-def _card_metadata(path: Path) -> dict[str, Any] | None:
+class OverLimit(Exception):
+    """A request over a limit that only the worker thread can measure (tokens): a 422 naming the limit."""
+
+    def __init__(self, message: str, limit: str, value: int) -> None:
+        super().__init__(message)
+        self.limit, self.value = limit, value
+
+    def body(self) -> dict[str, Any]:
+        return {"error": str(self), "limit": self.limit, "value": self.value}
+
+
+def _card_metadata(path: Path | None) -> dict[str, Any] | None:
     """The YAML metadata of a model card, or None without a readable one."""
-    if not path.is_file():
+    if path is None:
         return None
     from huggingface_hub import ModelCard
 
@@ -130,12 +182,12 @@ def _card_metadata(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _test_metrics(path: Path) -> dict[str, Any] | None:
+def _test_metrics(path: Path | None) -> dict[str, Any] | None:
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(path.read_text(encoding="utf-8")) if path is not None else None
     except (OSError, ValueError):
         return None
-    return {key: metrics[key] for key in TEST_METRICS if key in metrics}
+    return {key: metrics[key] for key in TEST_METRICS if key in metrics} if isinstance(metrics, dict) else None
 
 
 # ---------------------------------------------------------------- the app
@@ -186,42 +238,52 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
         await loading
         await service.close()
 
-    app = FastAPI(title="sentiment-gru", version=__version__, lifespan=lifespan,
-                  description="A bidirectional GRU sentiment classifier: calibrated label probabilities and the words that decided them.")
+    # FastAPIOffline: FastAPI with /docs and /redoc served from the assets of the fastapi-offline package, not a CDN
+    app = FastAPIOffline(title="sentiment-gru", version=__version__, lifespan=lifespan, static_url="/static/docs",
+                         description="A bidirectional GRU sentiment classifier: calibrated label probabilities and the words that decided them.")
     app.state.service = service
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(Exception, _internal_error)
+    guarded = _key_check(settings.api_key)  # what /predict, /explain and /info depend on: the API key, if there is one
+    responses = {**ERROR_RESPONSES, **(AUTH_RESPONSES if settings.api_key else {})}
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, summary="Label texts")
-    async def predict(request: PredictRequest) -> Any:
+    @app.post("/predict", response_model=PredictResponse, responses=responses, dependencies=guarded, summary="Label texts")
+    async def predict(request: PredictRequest, http: Request) -> Any:
         """Labels and calibrated scores in the shape of a Hugging Face text-classification pipeline: for one text,
         its top_k labels; for a list, one such list per text (one object per text with top_k 1). An empty text gets
         `{"label": null, "score": null, "error": "empty text"}`."""
         single = isinstance(request.inputs, str)
-        ranked = await service.predict([request.inputs] if single else request.inputs)
+        ranked = await _unless_gone(http, service.predict([request.inputs] if single else request.inputs))
         return top_k_results(ranked, single, request.parameters.top_k)
 
-    @app.post("/explain", response_model=ExplainResponse, responses=ERROR_RESPONSES, summary="Label texts and show why")
-    async def explain(request: ExplainRequest) -> Any:
+    @app.post("/explain", response_model=ExplainResponse, responses=responses, dependencies=guarded, summary="Label texts and show why")
+    async def explain(request: ExplainRequest, http: Request) -> Any:
         """For each text, its label, every label's probability, and each token's score: how much the label's
-        probability drops without it (positive: the token supports the label)."""
+        probability drops without it (positive: the token supports the label). The texts of one request may hold at
+        most max_explain_tokens tokens together (see /info)."""
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        return await service.explain(texts, request.parameters.mode)
+        return await _unless_gone(http, service.explain(texts, request.parameters.mode))
 
     @app.get("/health", response_model=Health, response_model_exclude_none=True,
-             responses={503: {"model": Health, "description": "Not ready"}})
+             responses={503: {"model": Health, "description": "Not ready, or no longer answering"}})
     async def health() -> Any:
-        """200 `{"status": "ready"}` once the model is loaded; 503 before, or when it failed to load."""
+        """200 `{"status": "ready"}` once the model is loaded; 503 before, when it failed to load, or once a call of the
+        model overran --work-timeout (the service needs a restart)."""
+        if service.failure is not None:
+            return JSONResponse({"status": "failed", "error": service.failure}, status_code=503)
         if service.classifier is not None:
             return {"status": "ready"}
         if service.load_error is not None:
             return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
-    @app.get("/info", response_model=Info, responses={503: ERROR_RESPONSES[503]})
+    @app.get("/info", response_model=Info, dependencies=guarded,
+             responses={503: ERROR_RESPONSES[503], **(AUTH_RESPONSES if settings.api_key else {})})
     async def info() -> Any:
-        """The labels, the model card's metadata, the test metrics, the backend and the limits."""
+        """The labels, the model card's metadata, the test metrics, the backend, the limits and the timeouts."""
         service.check_ready()
         return service.info
 
@@ -231,6 +293,57 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _key_check(key: str | None) -> list:
+    """The dependencies that make an endpoint need `key` (none without one): a 401 unless the request carries
+    `Authorization: Bearer KEY`, compared in constant time (their sha256 digests, so not even the length shows)."""
+    if key is None:
+        return []
+    bearer = HTTPBearer(auto_error=False, description=f"the service's API key (--api-key or {API_KEY_VARIABLE})")
+    expected = hashlib.sha256(key.encode()).digest()
+
+    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = hashlib.sha256(credentials.credentials.encode() if credentials is not None else b"").digest()
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(401, "This service needs its API key: send the header 'Authorization: Bearer KEY'.",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    return [Depends(check)]
+
+
+async def _unless_gone(request: Request, work: Awaitable) -> Any:
+    """What `work` returns, unless the client hangs up first: then the work is cancelled (a request still waiting for
+    the model never reaches it) and ClientDisconnect is raised."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_hung_up(request))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientDisconnect()
+    return task.result()
+
+
+async def _hung_up(request: Request) -> None:
+    """Return when the client has gone (its body was read whole before: what else arrives is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+    """Nobody reads this answer: the client hung up, or sent its body too slowly (connections.DeadlineProtocol)."""
+    return Response(status_code=499)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A JSON 500 for a bug (logged with its traceback by the server), never a plain-text one."""
+    return JSONResponse({"error": f"The server failed on this request ({type(exc).__name__}); the error is logged."}, status_code=500)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

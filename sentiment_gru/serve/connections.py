@@ -1,0 +1,116 @@
+"""Connections: uvicorn's HTTP protocol (httptools) with a deadline on every phase of a request and a limit on its head.
+
+uvicorn closes a connection that stays idle after a response (`timeout_keep_alive`), but sets no bound on a connection
+that never sends a byte, on a request head sent one byte at a time, on a body shorter than its Content-Length, and
+none on the size of a head (llhttp buffers any header). Here:
+
+- a connection idle before its first request is closed after `--keep-alive-timeout`, as between requests;
+- a request's line and headers must arrive within `--header-timeout` of their first byte, its body within
+  `--body-timeout` of the end of the headers; past either, a 408 and the connection is closed;
+- a request line and headers over `--max-header-bytes` get a 431 and the connection is closed.
+
+Each error body is JSON naming the setting, as the app's own errors do. Nothing here runs once a request is read: the
+app's time is bounded by its own `--work-timeout`.
+"""
+
+import asyncio
+import json
+from http import HTTPStatus
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .settings import ServeSettings, flag
+
+LINGER = 1.0  # seconds a refused connection is drained before it is closed
+
+
+class DeadlineProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol with the deadlines and the head limit above; `protocol_for` sets their values."""
+
+    header_timeout = 10.0
+    body_timeout = 30.0
+    max_header_bytes = 16_384
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes: int | None = None  # bytes of the request head received so far; None: not reading a head
+        self._refused = False  # answered with an error: what the client still sends is dropped until the connection closes
+        self._arm(self.timeout_keep_alive, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)  # the parser calls on_message_begin, on_headers_complete, on_message_complete
+        if self._head_bytes is not None and not self.transport.is_closing():
+            self._head_bytes += len(data)  # the whole chunk: at most one read more than the head itself
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "max_header_bytes", self.max_header_bytes,
+                             f"The request's line and headers are over {self.max_header_bytes:,} bytes "
+                             f"({flag('max_header_bytes')}). Send fewer or shorter headers.")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm(self.header_timeout, "header_timeout")
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        self._arm(self.body_timeout, "body_timeout")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, seconds: float, setting: str | None) -> None:
+        """Close the connection in `seconds` unless the phase ends first; `setting` names the deadline (None: idle)."""
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired, setting)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, setting: str | None) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if setting is None:  # an idle connection: nothing to answer
+            self.transport.close()
+            return
+        part = "line and headers" if setting == "header_timeout" else "body"
+        seconds = getattr(self, setting)
+        self._refuse(HTTPStatus.REQUEST_TIMEOUT, setting, seconds,
+                     f"The request's {part} took longer than {seconds:g} s to arrive ({flag(setting)}). Send it at once.")
+
+    def _refuse(self, status: HTTPStatus, setting: str, value: float, message: str) -> None:
+        """Answer `status` with a JSON error naming `setting` (unless a response has begun), then close the connection.
+
+        The close lingers: the answer goes out with the end of our side, and what the client still sends is read and
+        dropped for LINGER seconds, since closing a socket with unread data resets the connection, answer and all."""
+        self._disarm()
+        self._refused = True
+        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+            body = json.dumps({"error": message, "limit": setting, "value": value}).encode()
+            head = (f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
+            self.transport.write(head + body)
+        self.logger.info("%s:%d - closed: %s", *(self.client or ("-", 0)), message)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER, self.transport.close)
+        else:
+            self.transport.close()
+
+
+def protocol_for(settings: ServeSettings) -> type[DeadlineProtocol]:
+    """The protocol class uvicorn serves with (`uvicorn.Config(http=...)`), with the deadlines and limit of `settings`.
+    The idle deadline is uvicorn's own `timeout_keep_alive`, which the serve command sets from `keep_alive_timeout`."""
+    return type("ServeProtocol", (DeadlineProtocol,), {"header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout,
+                                                      "max_header_bytes": settings.max_header_bytes})
