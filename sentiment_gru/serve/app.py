@@ -90,6 +90,7 @@ class Service:
         s = self.settings
         started = time.perf_counter()
         classifier = SentimentClassifier.from_pretrained(s.artifacts, backend=s.backend, threads=s.threads)
+        classifier.backend = _RowLimit(classifier.backend, s.max_batch_size)
         classifier(["warm up"])  # the first forward pass is slow on both backends: pay it before saying ready
         folder = classifier.folder
         assert folder is not None
@@ -156,6 +157,18 @@ class Service:
         if self.batcher is not None:
             await self.batcher.close()
         self.executor.shutdown(wait=self.failure is None)  # a stuck call is left to its daemon thread
+
+
+class _RowLimit:
+    """A backend whose forward passes hold at most `rows` sequences (--max-batch-size), /explain's occlusion variants
+    too: a 256-token text's 257 variants in passes of 32 take a seventh of the memory of one pass of 256, and less time
+    on the CPU (measured with onnxruntime: +18 MiB and 0.38 s against +126 MiB and 0.53 s)."""
+
+    def __init__(self, backend: Any, rows: int) -> None:
+        self.backend, self.rows, self.name = backend, rows, backend.name
+
+    def logits(self, sequences: list[list[int]], batch_size: int) -> Any:
+        return self.backend.logits(sequences, min(batch_size, self.rows))
 
 
 class OverLimit(Exception):
