@@ -318,7 +318,12 @@ def test_a_public_address_without_a_key_is_warned_about(exported_dir, tmp_path, 
         assert (warned in text) is (key is None), text
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(60)
+        try:
+            assert process.wait(60) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def test_the_docs_page_is_served_from_this_server(strict_server):
