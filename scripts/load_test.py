@@ -212,13 +212,19 @@ def memory(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
     return readings
 
 
-def main(argv=None) -> int:
+def arguments_and_bodies(parse, argv) -> tuple[argparse.Namespace, list[bytes]] | None:
+    """`parse(argv)` and a /predict body for each test text; None once a user error is said on stderr."""
     try:
-        args = parse_args(argv)
-        bodies = [json.dumps({"inputs": text}).encode() for text in test_texts()]
+        return parse(argv), [json.dumps({"inputs": text}).encode() for text in test_texts()]
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def main(argv=None) -> int:
+    if (prepared := arguments_and_bodies(parse_args, argv)) is None:
         return EXIT_USER_ERROR
+    args, bodies = prepared
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "texts": len(bodies), "requests_per_level": args.requests, "seconds_per_level": args.seconds}
     try:

@@ -28,10 +28,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from load_test import resident_memory, run_level, test_texts
+from load_test import arguments_and_bodies, resident_memory, run_level
 
 from benchmarks.server import ServerProcess
-from sentiment_gru.errors import EXIT_USER_ERROR, UserError
+from sentiment_gru.errors import EXIT_USER_ERROR
 from sentiment_gru.inference.folder import read_folder
 from sentiment_gru.serve.settings import ServeSettings
 
@@ -161,12 +161,9 @@ def main(argv=None) -> int:
     import datasets
 
     datasets.disable_progress_bars()
-    try:
-        args = parse_args(argv)
-        bodies = [json.dumps({"inputs": text}).encode() for text in test_texts()]
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    if (prepared := arguments_and_bodies(parse_args, argv)) is None:
         return EXIT_USER_ERROR
+    args, bodies = prepared
     deadlines = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in ("keep_alive_timeout", "header_timeout", "body_timeout")]
     with ServerProcess(["--artifacts", str(args.artifacts), "--backend", args.backend, *deadlines]) as server:
         asyncio.run(run_level(server.url, bodies, args.predict_clients, 2000, 60, 60))  # warm-up, untimed
