@@ -54,16 +54,23 @@ def _slow(self, inputs, *args, **kwargs):
     return _call(self, inputs, *args, **kwargs)
 SentimentClassifier.__call__ = _slow
 """
-# Each explanation takes 0.3 s and says so in the server's log.
-SLOW_EXPLAIN = """
+# Each explanation takes 0.3 s, each forward pass says which texts it runs (one holding HOLD takes a second), in the
+# server's log.
+LOGGED_MODEL = """
 import time
 from sentiment_gru.inference.classifier import SentimentClassifier
-_explain = SentimentClassifier.explain_details
-def _slow(self, text, mode='drop'):
+_explain, _call = SentimentClassifier.explain_details, SentimentClassifier.__call__
+def _slow_explain(self, text, mode='drop'):
     print('explaining', flush=True)
     time.sleep(0.3)
     return _explain(self, text, mode)
-SentimentClassifier.explain_details = _slow
+def _logged(self, inputs, *args, **kwargs):
+    texts = [inputs] if isinstance(inputs, str) else inputs
+    print('predicting', ' | '.join(texts), flush=True)
+    if 'HOLD' in texts:
+        time.sleep(1)
+    return _call(self, inputs, *args, **kwargs)
+SentimentClassifier.explain_details, SentimentClassifier.__call__ = _slow_explain, _logged
 """
 
 
@@ -221,9 +228,10 @@ def test_idle_and_slow_connections_are_closed_by_their_deadlines(strict_server):
     b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 100_000 + b"\r\n",  # and 100,000 headers
     b"GET /health HTTP/1.1\r\nHost: x\r\nX-Unfinished: " + b"a" * 8192,  # an unfinished header was held whole
 ])
-def test_a_request_head_over_the_limit_gets_a_431(strict_server, head):
+@pytest.mark.parametrize("piece", [4096, 1 << 30])  # read a bit at a time, or all at once
+def test_a_request_head_over_the_limit_gets_a_431(strict_server, head, piece):
     with socket.create_connection(("127.0.0.1", strict_server.port)) as sock:
-        _send(sock, [head[i:i + 4096] for i in range(0, len(head), 4096)])
+        _send(sock, [head[i:i + piece] for i in range(0, len(head), piece)])
         received, _ = _until_closed(sock)
     status, error = _status_and_body(received)
     assert status == 431 and error == {"error": "The request's line and headers are over 4,096 bytes (--max-header-bytes). "
@@ -255,20 +263,37 @@ def test_explain_has_a_token_budget(strict_server):
     assert httpx.post(strict_server.url + "/explain", json={"inputs": "a tedious story"}, timeout=30).status_code == 200
 
 
+def _hang_up_after(port: int, path: str, payload) -> None:
+    """Send a whole request, then hang up without reading the answer."""
+    body = json.dumps(payload).encode()
+    head = b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (path.encode(), len(body))
+    with socket.create_connection(("127.0.0.1", port)) as rude:
+        rude.sendall(head + body)
+
+
 def test_work_for_a_client_that_hung_up_is_cancelled(exported_dir):
     """Issue case 9: abandoned /explain requests stalled /predict while the worker explained texts nobody would read."""
-    with PatchedServer(["--artifacts", str(exported_dir), "--backend", "onnx"], SLOW_EXPLAIN) as server:
-        body = json.dumps({"inputs": TEXTS}).encode()  # two texts: 0.6 s of work each
-        head = b"POST /explain HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with PatchedServer(["--artifacts", str(exported_dir), "--backend", "onnx"], LOGGED_MODEL) as server:
         for _ in range(10):
-            with socket.create_connection(("127.0.0.1", server.port)) as rude:
-                rude.sendall(head + body)  # then hang up
+            _hang_up_after(server.port, "/explain", {"inputs": TEXTS})  # two texts: 0.6 s of work each
         time.sleep(0.3)
         started = time.monotonic()
         assert _post(server.url, "/predict", {"inputs": TEXTS[0]}).status_code == 200
         assert time.monotonic() - started < 1.5  # not the 6 s the ten explanations would take
         time.sleep(1)
         assert server.output().count("explaining") <= 4  # the request running when the others hung up, at most
+
+        with ThreadPoolExecutor(1) as pool:  # while a forward pass holds the model, five clients post and hang up
+            holding = pool.submit(_post, server.url, "/predict", {"inputs": "HOLD"})
+            time.sleep(0.3)
+            for i in range(5):
+                _hang_up_after(server.port, "/predict", {"inputs": f"GONE {i}"})
+            time.sleep(0.2)
+            assert _post(server.url, "/predict", {"inputs": "after"}).status_code == 200
+            assert holding.result().status_code == 200
+        ran = [line for line in server.output().splitlines() if line.startswith("predicting")]
+        assert any("after" in line for line in ran) and not any("GONE" in line for line in ran), ran
+        assert "Traceback" not in server.output()
 
 
 # ---------------------------------------------------------------- issue case 10: the API key, the docs page

@@ -37,13 +37,15 @@ from .. import __version__
 from ..errors import UserError
 from ..files import CARD_FILE, METRICS_FILE
 from ..inference.classifier import SentimentClassifier, top_k_results
-from .batcher import MicroBatcher, ModelThread, WorkFailed, WorkTimeout, run_bounded
+from .batcher import ClientGone, MicroBatcher, ModelThread, WorkFailed, WorkTimeout, run_bounded
+from .connections import DISCONNECTED
 from .schemas import AUTH_RESPONSES, ERROR_RESPONSES, REQUEST_SHAPE, ExplainResponse, Health, Info, PredictResponse, request_models
 from .settings import API_KEY_VARIABLE, ServeSettings, flag
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
+Gone = Callable[[], bool] | None  # says whether a request's client has hung up
 TEST_METRICS = ("split", "size", "accuracy", "macro_f1", "weighted_f1", "log_loss", "confidence_intervals", "calibration")
 
 
@@ -109,15 +111,21 @@ class Service:
         assert self.classifier is not None
         return self.classifier(texts, top_k=None, batch_size=self.settings.max_batch_size)
 
-    def _explain(self, texts: list[str], mode: str) -> list[dict[str, Any]]:
-        """Each text's explanation (the worker thread), once its tokens are shown to be within --max-explain-tokens."""
+    def _explain(self, texts: list[str], mode: str, gone: Gone) -> list[dict[str, Any]]:
+        """Each text's explanation (the worker thread), once its tokens are shown to be within --max-explain-tokens;
+        dropped (ClientGone) as soon as its client has gone."""
         assert self.classifier is not None
         tokens = sum(len(ids) for ids, text in zip(self.classifier.encode(texts), texts) if text.strip())
         if tokens > self.settings.max_explain_tokens:
             raise OverLimit(f"The texts have {tokens:,} tokens to explain; the limit is {self.settings.max_explain_tokens:,} per "
                             f"request ({flag('max_explain_tokens')}). Send fewer or shorter texts.",
                             "max_explain_tokens", self.settings.max_explain_tokens)
-        return [self.classifier.explain_details(text, mode) for text in texts]
+        results = []
+        for text in texts:
+            if gone is not None and gone():
+                raise ClientGone()
+            results.append(self.classifier.explain_details(text, mode))
+        return results
 
     def check_ready(self) -> None:
         """A 503 that says why, until the model is loaded, or once it stopped answering."""
@@ -129,14 +137,16 @@ class Service:
             raise HTTPException(503, f"The model could not be loaded: {self.load_error}")
         raise HTTPException(503, "The model is still loading; retry when GET /health says ready.", headers={"Retry-After": "1"})
 
-    async def predict(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+    async def predict(self, texts: list[str], gone: Gone = None) -> list[list[dict[str, Any]]]:
+        """Every label of each text; `gone` says whether the client has hung up (its texts are then never run)."""
         self.check_ready()
         assert self.batcher is not None
-        return await self._answer(self.batcher.submit(texts)) if texts else []
+        return await self._answer(self.batcher.submit(texts, gone)) if texts else []
 
-    async def explain(self, texts: list[str], mode: str) -> list[dict[str, Any]]:
+    async def explain(self, texts: list[str], mode: str, gone: Gone = None) -> list[dict[str, Any]]:
+        """Each text's explanation; `gone` as for predict, asked again before each text."""
         self.check_ready()
-        return await self._answer(run_bounded(self.executor, self._explain, (texts, mode), self.settings.work_timeout))
+        return await self._answer(run_bounded(self.executor, self._explain, (texts, mode, gone), self.settings.work_timeout))
 
     async def _answer(self, work: Awaitable) -> Any:
         """What `work` (a call of the model) returns; its failure as the HTTP error that says what happened."""
@@ -147,6 +157,8 @@ class Service:
             logger.error("%s", self.failure)
             raise HTTPException(503, self.failure) from None
         except WorkFailed as exc:
+            if isinstance(exc.__cause__, ClientGone):
+                raise exc.__cause__ from None
             if isinstance(exc.__cause__, OverLimit):
                 raise HTTPException(422, exc.__cause__.body()) from None
             logger.error("the model failed on a request: %s", exc, exc_info=exc.__cause__)
@@ -259,6 +271,7 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(Exception, _internal_error)
     guarded = _key_check(settings.api_key)  # what /predict, /explain and /info depend on: the API key, if there is one
     responses = {**ERROR_RESPONSES, **(AUTH_RESPONSES if settings.api_key else {})}
@@ -269,7 +282,7 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
         its top_k labels; for a list, one such list per text (one object per text with top_k 1). An empty text gets
         `{"label": null, "score": null, "error": "empty text"}`."""
         single = isinstance(request.inputs, str)
-        ranked = await _unless_gone(http, service.predict([request.inputs] if single else request.inputs))
+        ranked = await service.predict([request.inputs] if single else request.inputs, _gone(http))
         return top_k_results(ranked, single, request.parameters.top_k)
 
     @app.post("/explain", response_model=ExplainResponse, responses=responses, dependencies=guarded, summary="Label texts and show why")
@@ -278,7 +291,7 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
         probability drops without it (positive: the token supports the label). The texts of one request may hold at
         most max_explain_tokens tokens together (see /info)."""
         texts = [request.inputs] if isinstance(request.inputs, str) else request.inputs
-        return await _unless_gone(http, service.explain(texts, request.parameters.mode))
+        return await service.explain(texts, request.parameters.mode, _gone(http))
 
     @app.get("/health", response_model=Health, response_model_exclude_none=True,
              responses={503: {"model": Health, "description": "Not ready, or no longer answering"}})
@@ -325,31 +338,13 @@ def _key_check(key: str | None) -> list:
     return [Depends(check)]
 
 
-async def _unless_gone(request: Request, work: Awaitable) -> Any:
-    """What `work` returns, unless the client hangs up first: then the work is cancelled (a request still waiting for
-    the model never reaches it) and ClientDisconnect is raised."""
-    task = asyncio.ensure_future(work)
-    watch = asyncio.ensure_future(_hung_up(request))
-    try:
-        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watch.cancel()
-    if not task.done():
-        task.cancel()
-        raise ClientDisconnect()
-    return task.result()
+def _gone(request: Request) -> Gone:
+    """Whether the request's client has gone, asked at no cost: what the server's protocol (connections.py) puts in the
+    scope; None under another server."""
+    return request.scope.get("extensions", {}).get(DISCONNECTED)
 
 
-async def _hung_up(request: Request) -> None:
-    """Return when the client has gone (its body was read whole before: what else arrives is the disconnect)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _client_gone(request: Request, exc: ClientDisconnect) -> Response:
+async def _client_gone(request: Request, exc: Exception) -> Response:
     """Nobody reads this answer: the client hung up, or sent its body too slowly (connections.DeadlineProtocol)."""
     return Response(status_code=499)
 

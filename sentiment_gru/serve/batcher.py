@@ -28,6 +28,10 @@ class WorkTimeout(Exception):
     """A call of the model overran its time bound: the worker thread is stuck, and no further work can run."""
 
 
+class ClientGone(Exception):
+    """The request's client hung up before its forward pass: its work was dropped."""
+
+
 class ModelThread(Executor):
     """The model's one worker thread, a daemon: a call that never returns cannot keep the process from exiting (a
     ThreadPoolExecutor's threads are joined at exit). Calls run one at a time, in order; a cancelled one is skipped."""
@@ -80,6 +84,7 @@ class _Job:
     texts: list[str]
     future: asyncio.Future
     arrived: float  # loop time
+    gone: Callable[[], bool] | None  # whether its client has hung up, where the server can tell
 
 
 class MicroBatcher:
@@ -89,7 +94,7 @@ class MicroBatcher:
     seconds; while a forward pass runs, new requests queue for the next one, so batches grow with the load.
     A request's texts are never split across batches (one with more texts than `max_batch_size` goes alone,
     `run` cutting it into forward passes), and its results do not depend on its batch: the backends mask padding.
-    A request cancelled while it waits (its client hung up) is left out of the next batch.
+    A request cancelled while it waits, or whose client has gone by then, is left out of its batch (ClientGone).
 
     A batch that raises is run again one request at a time, so only the request that caused it fails (WorkFailed).
     A forward pass longer than `timeout` seconds fails its batch with WorkTimeout and stops the batcher: `failure`
@@ -119,12 +124,13 @@ class MicroBatcher:
         for job in self._jobs:
             job.future.cancel()
 
-    async def submit(self, texts: list[str]) -> list:
-        """One result per text, computed in a batch with whatever other requests are waiting."""
+    async def submit(self, texts: list[str], gone: Callable[[], bool] | None = None) -> list:
+        """One result per text, computed in a batch with whatever other requests are waiting; `gone` says whether the
+        request's client has hung up (then its texts are left out: ClientGone)."""
         if self.failure is not None:
             raise WorkTimeout(self.failure)
         loop = asyncio.get_running_loop()
-        job = _Job(texts, loop.create_future(), loop.time())
+        job = _Job(texts, loop.create_future(), loop.time(), gone)
         self._jobs.append(job)
         self._waiting += len(texts)
         self._arrived.set()
@@ -190,7 +196,11 @@ class MicroBatcher:
         while self._jobs and (not batch or size + len(self._jobs[0].texts) <= self.max_batch_size):
             job = self._jobs.popleft()
             self._waiting -= len(job.texts)
-            if not job.future.done():
-                batch.append(job)
-                size += len(job.texts)
+            if job.future.done():
+                continue
+            if job.gone is not None and job.gone():
+                job.future.set_exception(ClientGone())
+                continue
+            batch.append(job)
+            size += len(job.texts)
         return batch

@@ -11,6 +11,9 @@ none on the size of a head (llhttp buffers any header). Here:
 
 Each error body is JSON naming the setting, as the app's own errors do. Nothing here runs once a request is read: the
 app's time is bounded by its own `--work-timeout`.
+
+Each request's scope also gets `scope["extensions"][DISCONNECTED]`: a function that says, at no cost, whether its client
+has gone, so the app can drop the work of a request nobody will read before its forward pass.
 """
 
 import asyncio
@@ -22,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from .settings import ServeSettings, flag
 
 LINGER = 1.0  # seconds a refused connection is drained before it is closed
+DISCONNECTED = "sentiment_gru.disconnected"  # the scope extension: () -> whether the request's client has gone
 
 
 class DeadlineProtocol(HttpToolsProtocol):
@@ -34,7 +38,8 @@ class DeadlineProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
-        self._head_bytes: int | None = None  # bytes of the request head received so far; None: not reading a head
+        self._head_bytes: int | None = None  # bytes received while the request head is incomplete; None: not reading one
+        self._head_size = 0  # bytes of the request line and headers parsed so far
         self._refused = False  # answered with an error: what the client still sends is dropped until the connection closes
         self._arm(self.timeout_keep_alive, None)
 
@@ -46,26 +51,50 @@ class DeadlineProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)  # the parser calls on_message_begin, on_headers_complete, on_message_complete
-        if self._head_bytes is not None and not self.transport.is_closing():
+        if self._head_bytes is not None and not self._refused and not self.transport.is_closing():
             self._head_bytes += len(data)  # the whole chunk: at most one read more than the head itself
-            if self._head_bytes > self.max_header_bytes:
-                self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "max_header_bytes", self.max_header_bytes,
-                             f"The request's line and headers are over {self.max_header_bytes:,} bytes "
-                             f"({flag('max_header_bytes')}). Send fewer or shorter headers.")
+            if self._head_bytes > self.max_header_bytes:  # a head still incomplete: llhttp would buffer it all
+                self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
+        self._head_bytes = self._head_size = 0
         self._arm(self.header_timeout, "header_timeout")
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+        if self._head_size > self.max_header_bytes:  # a whole head that came in one read
+            raise HeadTooLarge()  # stops the parser; uvicorn then calls send_400_response, which answers the 431
         self._arm(self.body_timeout, "body_timeout")
+        self.scope.setdefault("extensions", {})[DISCONNECTED] = self._gone
         super().on_headers_complete()
+
+    def _gone(self) -> bool:
+        """Whether this connection's client has gone (read from any thread: one attribute)."""
+        return self.transport.is_closing()
 
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_size > self.max_header_bytes:  # the parser stopped at HeadTooLarge
+            self._refuse_head()
+        else:
+            super().send_400_response(msg)
+
+    def _refuse_head(self) -> None:
+        self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "max_header_bytes", self.max_header_bytes,
+                     f"The request's line and headers are over {self.max_header_bytes:,} bytes ({flag('max_header_bytes')}). "
+                     "Send fewer or shorter headers.")
 
     def _arm(self, seconds: float, setting: str | None) -> None:
         """Close the connection in `seconds` unless the phase ends first; `setting` names the deadline (None: idle)."""
@@ -107,6 +136,10 @@ class DeadlineProtocol(HttpToolsProtocol):
             self.loop.call_later(LINGER, self.transport.close)
         else:
             self.transport.close()
+
+
+class HeadTooLarge(Exception):
+    """Raised in a parser callback to stop parsing a request whose line and headers are over the limit."""
 
 
 def protocol_for(settings: ServeSettings) -> type[DeadlineProtocol]:
