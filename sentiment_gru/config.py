@@ -7,7 +7,6 @@ trained model is rebuilt from it alone.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,25 +63,41 @@ def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -
         raise ConfigError(f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead.")
 
 
-# What a field's annotation (its first name) requires of a value, as the error message says it.
-_KINDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-    "int": ("an int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "tuple": ("a list of strings", lambda v: isinstance(v, tuple) and all(isinstance(item, str) for item in v)),
-    "dict": ("a JSON object", lambda v: isinstance(v, dict)),
-    "list": ("a list of strings", lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v)),
+# What each name in a field's annotation requires of a value: (one, several, check), as the error message says it.
+_KINDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
+    "bool": ("true or false", "true or false values", lambda v: isinstance(v, bool)),
+    "int": ("an int", "ints", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", "numbers", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", "strings", lambda v: isinstance(v, str)),
+    "dict": ("a JSON object", "JSON objects", lambda v: isinstance(v, dict)),
+    "None": ("null", "nulls", lambda v: v is None),
 }
 
 
+def _kind(annotation: str) -> tuple[str, str, Callable[[Any], bool]]:
+    """What one alternative of an annotation (`int`, `list[int]`, `tuple[str, ...]`) requires; anything else passes."""
+    name, _, inner = annotation.strip().partition("[")
+    if name in ("list", "tuple"):
+        _, items, ok = _kind(inner.split(",")[0].rstrip("]"))
+        container = list if name == "list" else tuple
+        return f"a list of {items}", f"lists of {items}", lambda v: isinstance(v, container) and all(ok(item) for item in v)
+    return _KINDS.get(name, ("", "", lambda v: True))
+
+
 def _check_type(owner: str, f: dataclasses.Field, value: Any) -> None:
-    """A field without bounds or choices holds what its annotation names; None too where None is its default."""
+    """A field without bounds or choices holds what its annotation names, one of its alternatives (`int | list[int] |
+    None`)."""
     declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    what, ok = _KINDS.get(re.split(r"[\[| ]", declared.strip(), maxsplit=1)[0], ("", lambda v: True))
-    if not (ok(value) or (f.default is None and value is None)):
-        raise ConfigError(f"The '{f.name}' parameter of {owner} must be {what}{' or null' if f.default is None else ''}. "
-                          f"Got {value!r} instead.")
+    alternatives, depth, start = [], 0, 0
+    for i, char in enumerate(declared + "|"):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "|" and depth == 0:
+            alternatives.append(_kind(declared[start:i]))
+            start = i + 1
+    if not any(ok(value) for _, _, ok in alternatives):
+        names = [one for one, _, _ in alternatives]
+        raise ConfigError(f"The '{f.name}' parameter of {owner} must be "
+                          f"{' or '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)}. Got {value!r} instead.")
 
 
 def validate_options(config: Any) -> None:
@@ -330,10 +345,10 @@ class SavedConfig:
     that is wrong."""
 
     label_names: tuple[str, ...]  # one per class, in the order of the model's outputs
-    data: DataConfig
-    tokenizer: TokenizerConfig
     model: ModelConfig
-    train: TrainConfig
+    data: DataConfig = field(default_factory=DataConfig)  # (a folder made by hand may leave out these three sections)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     calibration: Calibration = field(default_factory=Calibration)
     format_version: int = option(CONFIG_FORMAT_VERSION, "the layout of config.json", low=CONFIG_FORMAT_VERSION,
                                  high=CONFIG_FORMAT_VERSION)
@@ -341,7 +356,7 @@ class SavedConfig:
     preset: str | None = _fact("the preset the run started from")
     source: dict[str, Any] = _fact("where the data came from (data.load); written inside \"data\"", dict)
     notes: list[str] = _fact("skipped rows and other things to know about the data; written inside \"data\"", list)
-    best_epoch: int | None = _fact("the epoch whose weights were kept")
+    best_epoch: int | list[int] | None = _fact("the epoch whose weights were kept, one per ensemble member")
     train_seconds: float | None = _fact("seconds of training")
     device: str | None = _fact("what trained it")
     precision: str | None = _fact("fp32 or bf16")
@@ -351,7 +366,7 @@ class SavedConfig:
     pretraining: dict[str, Any] | None = _fact("the language-model pretraining before training")
 
     SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "train": TrainConfig, "calibration": Calibration}
-    REQUIRED = ("label_names", "data", "tokenizer", "model", "train")
+    REQUIRED = ("label_names", "model")  # what prediction cannot do without
 
     def __post_init__(self) -> None:
         if isinstance(self.label_names, list):
@@ -380,8 +395,9 @@ class SavedConfig:
                 if not isinstance(values[name], dict):
                     raise ConfigError(f"The '{name}' section of SavedConfig must be a JSON object. Got {values[name]!r} instead.")
                 built[name] = dict(values[name])
-        built["source"] = built["data"].pop("source", {})
-        built["notes"] = built["data"].pop("notes", [])
+        if "data" in built:
+            built["source"] = built["data"].pop("source", {})
+            built["notes"] = built["data"].pop("notes", [])
         for name, section in cls.SECTIONS.items():
             if name in built:
                 built[name] = from_dict(section, built[name])

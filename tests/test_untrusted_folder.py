@@ -241,7 +241,7 @@ BIG = {"hidden_size": 4096, "num_layers": 16, "ensemble_size": 32}
     (_set("data", "text_column", 3), r"The 'text_column' parameter of DataConfig must be a string or null\. Got 3 instead\."),
     (_set(None, "versions", ["torch"]), r"The 'versions' parameter of SavedConfig must be a JSON object\. Got \['torch'\]"),
     (_set(None, "processes", 0), r"The 'processes' parameter of SavedConfig must be an int >= 1\. Got 0 instead\."),
-    (_set(None, "evil", 1), r"Unknown field\(s\) evil\. Known: label_names, data, "),
+    (_set(None, "evil", 1), r"Unknown field\(s\) evil\. Known: label_names, model, data, "),
     (lambda config: config.pop("model"), r"No 'model' field: this is not a complete model configuration\."),
 ])
 def test_config_json_is_a_checked_record(folder, edit, message, capsys):
@@ -301,6 +301,9 @@ def test_a_tokenizer_with_a_foreign_regular_expression_is_refused(folder, capsys
 def test_a_tokenizer_that_cuts_texts_elsewhere_is_refused(folder):
     _edit_json(folder, "tokenizer.json", lambda tokenizer: tokenizer["truncation"].update(max_length=10**9))
     with pytest.raises(ArtifactsError, match=r"tokenizer\.json: cuts texts at 1000000000 tokens, but config\.json says \d+"):
+        SentimentClassifier.from_pretrained(folder)
+    _edit_json(folder, "config.json", lambda config: config.pop("tokenizer"))  # a folder made by hand: nothing to compare
+    with pytest.raises(ArtifactsError, match=r"tokenizer\.json: cuts texts at 1000000000 tokens; a model reads at most 10,000"):
         SentimentClassifier.from_pretrained(folder)
 
 

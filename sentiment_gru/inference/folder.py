@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..config import CONFIG_FORMAT_VERSION, DataConfig, ModelConfig, SavedConfig
+from ..config import CONFIG_FORMAT_VERSION, MAX_SEQUENCE_LENGTH, DataConfig, ModelConfig, SavedConfig
 from ..errors import ArtifactsError, ConfigError, command, train_hint
 from ..files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
 from ..text.tokenizer import HTML_TAG
@@ -255,7 +255,7 @@ def read_folder(path: str | Path, verify: tuple[str, ...] | None = None) -> Mode
         config = SavedConfig.from_dict(values)
     except ConfigError as exc:
         raise ArtifactsError(f"{folder / CONFIG_FILE}: {exc}") from None
-    tokenizer = _read_tokenizer(folder / TOKENIZER_FILE, config)
+    tokenizer = _read_tokenizer(folder / TOKENIZER_FILE, config, cut_as_recorded="tokenizer" in values)
     return ModelFolder(path=folder, config=config, tokenizer=tokenizer, manifest=manifest)
 
 
@@ -289,9 +289,9 @@ def _listed_file(folder: Path, name: Any, roots: tuple[Path, ...]) -> Path:
     return resolved
 
 
-def _read_tokenizer(path: Path, config: SavedConfig) -> Any:
+def _read_tokenizer(path: Path, config: SavedConfig, cut_as_recorded: bool) -> Any:
     """tokenizer.json as a Tokenizer, once it is shown to hold only the regular expressions training writes and to cut
-    texts where config.json says."""
+    texts within MAX_SEQUENCE_LENGTH tokens, where config.json says when it has a tokenizer section (`cut_as_recorded`)."""
     from tokenizers import Tokenizer
 
     text = _read_text(path)
@@ -313,9 +313,11 @@ def _read_tokenizer(path: Path, config: SavedConfig) -> Any:
             f"{path}: vocabulary of {tokenizer.get_vocab_size()} tokens, but the model's embedding has {config.model.vocab_size} rows."
         )
     cut = (tokenizer.truncation or {}).get("max_length")
-    if cut != config.tokenizer.read_length:
+    if cut_as_recorded and cut != config.tokenizer.read_length:
         raise ArtifactsError(f"{path}: cuts texts at {cut} tokens, but config.json says {config.tokenizer.read_length} "
                              f"(tokenizer.max_length, or predict_length when set). {train_hint()}")
+    if not isinstance(cut, int) or not 1 <= cut <= MAX_SEQUENCE_LENGTH:
+        raise ArtifactsError(f"{path}: cuts texts at {cut} tokens; a model reads at most {MAX_SEQUENCE_LENGTH:,}. {train_hint()}")
     return tokenizer
 
 
