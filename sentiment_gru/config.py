@@ -391,16 +391,14 @@ class SavedConfig:
             raise ConfigError(f"No {', '.join(repr(name) for name in missing)} field: this is not a complete model configuration.")
         built = dict(values)
         for name, section in cls.SECTIONS.items():
-            if name in values:
-                if not isinstance(values[name], dict):
-                    raise ConfigError(f"The '{name}' section of SavedConfig must be a JSON object. Got {values[name]!r} instead.")
-                built[name] = dict(values[name])
-        if "data" in built:
-            built["source"] = built["data"].pop("source", {})
-            built["notes"] = built["data"].pop("notes", [])
-        for name, section in cls.SECTIONS.items():
-            if name in built:
-                built[name] = from_dict(section, built[name])
+            if name not in values:
+                continue
+            if not isinstance(values[name], dict):
+                raise ConfigError(f"The '{name}' section of SavedConfig must be a JSON object. Got {values[name]!r} instead.")
+            options = dict(values[name])
+            if name == "data":  # the data section also holds where the data came from
+                built["source"], built["notes"] = options.pop("source", {}), options.pop("notes", [])
+            built[name] = from_dict(section, options)
         return cls(**built)
 
     def to_dict(self) -> dict[str, Any]:

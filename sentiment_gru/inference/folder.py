@@ -231,10 +231,10 @@ def read_folder(path: str | Path, verify: tuple[str, ...] | None = None) -> Mode
     if missing:
         raise ArtifactsError(f"{folder}/ is incomplete: {', '.join(missing)} missing. {train_hint()}")
     roots = _roots(folder)
-    manifest_path = _listed_file(folder, MANIFEST_FILE, roots)
-    manifest = _read_json(manifest_path).get("files")
+    _listed_file(folder, MANIFEST_FILE, roots)
+    manifest = _read_json(folder / MANIFEST_FILE).get("files")
     if not isinstance(manifest, dict) or not all(isinstance(v, str) and SHA256.match(v) for v in manifest.values()):
-        raise ArtifactsError(f"{manifest_path}: \"files\" must map each file's path to its sha256 (64 hex digits). "
+        raise ArtifactsError(f"{folder / MANIFEST_FILE}: \"files\" must map each file's path to its sha256 (64 hex digits). "
                              f"Write the folder again. {train_hint()}")
     for name in (*REQUIRED_FILES[:-1], *(verify or ())):
         if name not in manifest:
