@@ -24,10 +24,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 Gone = Callable[[], bool] | None  # says whether a request's client has hung up
+BEARER = "HTTPBearer"  # the API key's security scheme in the OpenAPI schema
 TEST_METRICS = ("split", "size", "accuracy", "macro_f1", "weighted_f1", "log_loss", "confidence_intervals", "calibration")
 
 
@@ -250,6 +250,37 @@ class BodyLimit:
                          "Send fewer or shorter texts per request.", "limit": "max_body_bytes", "value": self.limit}
 
 
+class ApiKey:
+    """ASGI middleware: a 401 for a request to one of `paths` without `Authorization: Bearer KEY`. The key is compared in
+    constant time, as sha256 digests (so not even its length shows); a middleware, not a FastAPI dependency, as it costs
+    a few microseconds a request where a dependency cost about 40."""
+
+    def __init__(self, app: Any, key: str, paths: set[str]) -> None:
+        self.app, self.paths, self.expected = app, paths, hashlib.sha256(key.encode()).digest()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if not (hmac.compare_digest(hashlib.sha256(token.strip()).digest(), self.expected) and scheme.lower() == b"bearer"):
+                response = JSONResponse({"error": "This service needs its API key: send the header 'Authorization: Bearer KEY'."},
+                                        status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """Name the API key in the OpenAPI schema (the /docs page's Authorize button)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            build().setdefault("components", {})["securitySchemes"] = {BEARER: {
+                "type": "http", "scheme": "bearer", "description": f"the service's API key (--api-key or {API_KEY_VARIABLE})"}}
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None = None) -> FastAPI:
     """The FastAPI app serving `settings.artifacts`; the model loads in its lifespan, in the background."""
     service = Service(settings, on_load_error)
@@ -273,10 +304,14 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
     app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(ClientGone, _client_gone)
     app.add_exception_handler(Exception, _internal_error)
-    guarded = _key_check(settings.api_key)  # what /predict, /explain and /info depend on: the API key, if there is one
+    guarded = {}  # how /predict, /explain and /info declare the API key in the schema, when there is one
+    if settings.api_key is not None:
+        app.add_middleware(ApiKey, key=settings.api_key, paths={"/predict", "/explain", "/info"})  # outside BodyLimit: first
+        _declare_bearer(app)
+        guarded = {"openapi_extra": {"security": [{BEARER: []}]}}
     responses = {**ERROR_RESPONSES, **(AUTH_RESPONSES if settings.api_key else {})}
 
-    @app.post("/predict", response_model=PredictResponse, responses=responses, dependencies=guarded, summary="Label texts")
+    @app.post("/predict", response_model=PredictResponse, responses=responses, summary="Label texts", **guarded)
     async def predict(request: PredictRequest, http: Request) -> Any:
         """Labels and calibrated scores in the shape of a Hugging Face text-classification pipeline: for one text,
         its top_k labels; for a list, one such list per text (one object per text with top_k 1). An empty text gets
@@ -285,7 +320,7 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
         ranked = await service.predict([request.inputs] if single else request.inputs, _gone(http))
         return top_k_results(ranked, single, request.parameters.top_k)
 
-    @app.post("/explain", response_model=ExplainResponse, responses=responses, dependencies=guarded, summary="Label texts and show why")
+    @app.post("/explain", response_model=ExplainResponse, responses=responses, summary="Label texts and show why", **guarded)
     async def explain(request: ExplainRequest, http: Request) -> Any:
         """For each text, its label, every label's probability, and each token's score: how much the label's
         probability drops without it (positive: the token supports the label). The texts of one request may hold at
@@ -306,8 +341,8 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
             return JSONResponse({"status": "failed", "error": service.load_error}, status_code=503)
         return JSONResponse({"status": "loading"}, status_code=503)
 
-    @app.get("/info", response_model=Info, dependencies=guarded,
-             responses={503: ERROR_RESPONSES[503], **(AUTH_RESPONSES if settings.api_key else {})})
+    @app.get("/info", response_model=Info, responses={503: ERROR_RESPONSES[503], **(AUTH_RESPONSES if settings.api_key else {})},
+             **guarded)
     async def info() -> Any:
         """The labels, the model card's metadata, the test metrics, the backend, the limits and the timeouts."""
         service.check_ready()
@@ -319,23 +354,6 @@ def create_app(settings: ServeSettings, on_load_error: Callable[[], None] | None
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-def _key_check(key: str | None) -> list:
-    """The dependencies that make an endpoint need `key` (none without one): a 401 unless the request carries
-    `Authorization: Bearer KEY`, compared in constant time (their sha256 digests, so not even the length shows)."""
-    if key is None:
-        return []
-    bearer = HTTPBearer(auto_error=False, description=f"the service's API key (--api-key or {API_KEY_VARIABLE})")
-    expected = hashlib.sha256(key.encode()).digest()
-
-    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        given = hashlib.sha256(credentials.credentials.encode() if credentials is not None else b"").digest()
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(401, "This service needs its API key: send the header 'Authorization: Bearer KEY'.",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    return [Depends(check)]
 
 
 def _gone(request: Request) -> Gone:
