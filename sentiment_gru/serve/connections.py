@@ -37,11 +37,11 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = None
-        self._head_bytes: int | None = None  # bytes received while the request head is incomplete; None: not reading one
-        self._head_size = 0  # bytes of the request line and headers parsed so far
+        self._phase: str | None = None  # the deadline the request being read is under: header_timeout, body_timeout, or None
+        self._armed: str | None = "idle"  # the phase the timer below was set for
+        self._deadline: asyncio.TimerHandle | None = self.loop.call_later(self.timeout_keep_alive, self._expired, None)
+        self._head_bytes = 0  # bytes received since the request head began
         self._refused = False  # answered with an error: what the client still sends is dropped until the connection closes
-        self._arm(self.timeout_keep_alive, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -51,42 +51,44 @@ class DeadlineProtocol(HttpToolsProtocol):
         if self._refused:
             return
         super().data_received(data)  # the parser calls on_message_begin, on_headers_complete, on_message_complete
-        if self._head_bytes is not None and not self._refused and not self.transport.is_closing():
-            self._head_bytes += len(data)  # the whole chunk: at most one read more than the head itself
-            if self._head_bytes > self.max_header_bytes:  # a head still incomplete: llhttp would buffer it all
+        if self._refused or self.transport.is_closing():
+            return
+        if self._phase == "header_timeout":  # a head still incomplete: llhttp would buffer all of it
+            self._head_bytes += len(data)  # the whole read: at most one read more than the head itself
+            if self._head_bytes > self.max_header_bytes:
                 self._refuse_head()
+                return
+        if self._phase != self._armed:  # a phase began or ended in this read: set its deadline once (most requests
+            self._disarm()  # arrive whole in one read and need none)
+            if self._phase is not None:
+                self._deadline = self.loop.call_later(getattr(self, self._phase), self._expired, self._phase)
+            self._armed = self._phase
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = self._head_size = 0
-        self._arm(self.header_timeout, "header_timeout")
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_size += len(name) + len(value) + 4  # "name: value\r\n"
+        self._phase, self._head_bytes = "header_timeout", 0
 
     def on_headers_complete(self) -> None:
-        self._head_bytes = None
-        if self._head_size > self.max_header_bytes:  # a whole head that came in one read
+        if self._head_size() > self.max_header_bytes:  # a whole head that came in one read
             raise HeadTooLarge()  # stops the parser; uvicorn then calls send_400_response, which answers the 431
-        self._arm(self.body_timeout, "body_timeout")
+        self._phase = "body_timeout"
         self.scope.setdefault("extensions", {})[DISCONNECTED] = self._gone
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase = None
+        super().on_message_complete()
+
+    def _head_size(self) -> int:
+        """Bytes of the request line and headers parsed so far (about: llhttp does not count the spaces it drops)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _gone(self) -> bool:
         """Whether this connection's client has gone (read from any thread: one attribute)."""
         return self.transport.is_closing()
 
-    def on_message_complete(self) -> None:
-        self._disarm()
-        super().on_message_complete()
-
     def send_400_response(self, msg: str) -> None:
-        if self._head_size > self.max_header_bytes:  # the parser stopped at HeadTooLarge
+        if self._head_size() > self.max_header_bytes:  # the parser stopped at HeadTooLarge
             self._refuse_head()
         else:
             super().send_400_response(msg)
@@ -96,17 +98,13 @@ class DeadlineProtocol(HttpToolsProtocol):
                      f"The request's line and headers are over {self.max_header_bytes:,} bytes ({flag('max_header_bytes')}). "
                      "Send fewer or shorter headers.")
 
-    def _arm(self, seconds: float, setting: str | None) -> None:
-        """Close the connection in `seconds` unless the phase ends first; `setting` names the deadline (None: idle)."""
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired, setting)
-
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
     def _expired(self, setting: str | None) -> None:
+        """The deadline `setting` (None: idle) has passed: close the connection, with a 408 once a request has begun."""
         self._deadline = None
         if self.transport.is_closing():
             return
