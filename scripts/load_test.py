@@ -9,6 +9,7 @@ level runs --rounds times, the servers of one backend taking turns, and the medi
     $ python scripts/load_test.py --artifacts artifacts --backends onnx --concurrency 1 8 --requests 500
     $ python scripts/load_test.py --url http://127.0.0.1:8000                  # a running server, as it is configured
     $ python scripts/load_test.py --artifacts artifacts --memory               # RSS after 10,000 and 100,000 requests
+    $ SENTIMENT_GRU_API_KEY=... python scripts/load_test.py --artifacts artifacts   # servers that check the key
 
 The server runs in a subprocess on a free local port; the client (aiohttp) shares the machine with it, so on a
 small machine the figures are a floor. Results go to --output as JSON.
@@ -33,11 +34,14 @@ from sentiment_gru.inference.backends import BACKENDS
 from sentiment_gru.inference.folder import read_folder
 from sentiment_gru.errors import EXIT_USER_ERROR, ConfigError, UserError
 from benchmarks.server import ServerProcess
-from sentiment_gru.serve.settings import ServeSettings
+from sentiment_gru.serve.settings import API_KEY_VARIABLE, ServeSettings
 
 LEVELS = (1, 8, 32, 128)
 WARM_UP_REQUESTS = 200  # untimed, before each level
-HEADERS = {"content-type": "application/json"}
+# With SENTIMENT_GRU_API_KEY set, the servers started here require the key (they inherit the environment) and the
+# clients send it, so the key check is measured too.
+API_KEY = os.environ.get(API_KEY_VARIABLE)
+HEADERS = {"content-type": "application/json", **({"authorization": f"Bearer {API_KEY}"} if API_KEY else {})}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -126,7 +130,7 @@ async def run_level(url: str, bodies: list[bytes], concurrency: int, requests: i
 def server_info(url: str) -> dict:
     import urllib.request
 
-    with urllib.request.urlopen(url + "/info", timeout=30) as response:
+    with urllib.request.urlopen(urllib.request.Request(url + "/info", headers=HEADERS), timeout=30) as response:
         info = json.load(response)
     return {"backend": info["backend"], "model": info["model"], **info["batching"]}
 
@@ -212,13 +216,19 @@ def memory(args: argparse.Namespace, bodies: list[bytes]) -> list[dict]:
     return readings
 
 
-def main(argv=None) -> int:
+def arguments_and_bodies(parse, argv) -> tuple[argparse.Namespace, list[bytes]] | None:
+    """`parse(argv)` and a /predict body for each test text; None once a user error is said on stderr."""
     try:
-        args = parse_args(argv)
-        bodies = [json.dumps({"inputs": text}).encode() for text in test_texts()]
+        return parse(argv), [json.dumps({"inputs": text}).encode() for text in test_texts()]
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def main(argv=None) -> int:
+    if (prepared := arguments_and_bodies(parse_args, argv)) is None:
         return EXIT_USER_ERROR
+    args, bodies = prepared
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
                "texts": len(bodies), "requests_per_level": args.requests, "seconds_per_level": args.seconds}
     try:

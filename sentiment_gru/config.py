@@ -9,6 +9,7 @@ trained model is rebuilt from it alone.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,12 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_VOCAB_SIZE = 1_000_000
 MAX_SEQUENCE_LENGTH = 10_000
 MAX_BATCH_SIZE = 65_536
+# Numbers in a model's weights and buffers, all ensemble members together: 1 GiB in float32. Within each option's own
+# bounds, sizes multiply (hidden 4,096 x 16 layers x 32 members is hundreds of GB); this caps the product, for a run
+# and for a model folder read from elsewhere alike.
+MAX_MODEL_VALUES = 1 << 28
+# A saved temperature outside this range is not a calibration (fitting searches [0.05, 20]: evaluate.calibration).
+TEMPERATURE_RANGE = (0.01, 100.0)
 
 
 def option(default: Any, help: str, *, low: float | None = None, high: float | None = None, high_open: bool = False,
@@ -54,21 +61,58 @@ def _check_float(owner: str, name: str, value: Any, low: float, high: float, hig
 
 
 def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ConfigError(f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead.")
 
 
+# What each name in a field's annotation requires of a value: (one, several, check), as the error message says it.
+_KINDS: dict[str, tuple[str, str, Callable[[Any], bool]]] = {
+    "bool": ("true or false", "true or false values", lambda v: isinstance(v, bool)),
+    "int": ("an int", "ints", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", "numbers", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", "strings", lambda v: isinstance(v, str)),
+    "dict": ("a JSON object", "JSON objects", lambda v: isinstance(v, dict)),
+    "None": ("null", "nulls", lambda v: v is None),
+}
+
+
+def _kind(annotation: str) -> tuple[str, str, Callable[[Any], bool]]:
+    """What one alternative of an annotation (`int`, `list[int]`, `tuple[str, ...]`) requires; anything else passes."""
+    name, _, inner = annotation.strip().partition("[")
+    if name in ("list", "tuple"):
+        _, items, ok = _kind(inner.split(",")[0].rstrip("]"))
+        container = list if name == "list" else tuple
+        return f"a list of {items}", f"lists of {items}", lambda v: isinstance(v, container) and all(ok(item) for item in v)
+    return _KINDS.get(name, ("", "", lambda v: True))
+
+
+def _check_type(owner: str, f: dataclasses.Field, value: Any) -> None:
+    """A field without bounds or choices holds what its annotation names, one of its alternatives (`int | list[int] |
+    None`)."""
+    declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    alternatives, depth, start = [], 0, 0
+    for i, char in enumerate(declared + "|"):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "|" and depth == 0:
+            alternatives.append(_kind(declared[start:i]))
+            start = i + 1
+    if not any(ok(value) for _, _, ok in alternatives):
+        names = [one for one, _, _ in alternatives]
+        raise ConfigError(f"The '{f.name}' parameter of {owner} must be "
+                          f"{' or '.join([', '.join(names[:-1]), names[-1]] if len(names) > 1 else names)}. Got {value!r} instead.")
+
+
 def validate_options(config: Any) -> None:
-    """Check every field against the bounds or choices its `option()` declares."""
+    """Check every field against the bounds or choices its `option()` declares, or else against its type."""
     owner = type(config).__name__
     for f in dataclasses.fields(config):
         meta, value = f.metadata, getattr(config, f.name)
+        if "help" not in meta:  # a plain field, not an option
+            continue
         if meta.get("choices") is not None and not isinstance(f.default, tuple):
             _check_choice(owner, f.name, value, meta["choices"])
-        elif meta.get("low") is None:
-            continue
-        elif isinstance(f.default, bool):
-            continue
+        elif meta.get("low") is None or isinstance(f.default, bool):
+            _check_type(owner, f, value)
         elif isinstance(f.default, int):
             _check_int(owner, f.name, value, int(meta["low"]), None if meta["high"] is None else int(meta["high"]))
         else:
@@ -147,15 +191,35 @@ class ModelConfig:
                                     "0: one per token", low=0, cli=False)
 
     def __post_init__(self) -> None:
-        self.pooling = tuple(self.pooling)
+        if isinstance(self.pooling, (list, tuple)):
+            self.pooling = tuple(self.pooling)
         validate_options(self)
-        if not self.pooling or any(p not in POOLING_CHOICES for p in self.pooling) or len(set(self.pooling)) != len(self.pooling):
+        if (not isinstance(self.pooling, tuple) or not self.pooling or any(p not in POOLING_CHOICES for p in self.pooling)
+                or len(set(self.pooling)) != len(self.pooling)):
             raise ConfigError(
                 f"The 'pooling' parameter of ModelConfig must be distinct names from {', '.join(POOLING_CHOICES)}. "
                 f"Got {self.pooling!r} instead."
             )
         _check_int("ModelConfig", "pad_id", self.pad_id, 0, self.vocab_size - 1)
         _check_int("ModelConfig", "embedding_rows", self.embedding_rows, 0, self.vocab_size)
+        values = self.state_values()
+        if values > MAX_MODEL_VALUES:
+            raise ConfigError(
+                f"This ModelConfig makes a model of {values:,} numbers ({values * 4 / 2**30:,.1f} GiB in float32); the limit "
+                f"is {MAX_MODEL_VALUES:,} (MAX_MODEL_VALUES). Lower hidden_size, num_layers, embedding_dim, vocab_size or "
+                "ensemble_size."
+            )
+
+    def state_values(self) -> int:
+        """Numbers in the model's weights and buffers, every member's (what `model.classifier.build_model` allocates)."""
+        e, h = self.embedding_dim, self.hidden_size
+        member = (self.embedding_rows or self.vocab_size) * e + (self.vocab_size if self.embedding_rows else 0)
+        if self.lexicon_categories:  # category vectors, each token's category ids and their offsets
+            member += self.lexicon_categories * e + self.lexicon_entries + self.vocab_size + 1
+        for layer in range(self.num_layers):  # both directions: weight_ih, weight_hh, bias_ih, bias_hh
+            member += 2 * 3 * h * ((e if layer == 0 else 2 * h) + h + 2)
+        member += (2 * h * len(self.pooling) + 1) * self.num_classes  # the linear classifier
+        return member * self.ensemble_size
 
 
 @dataclass
@@ -318,6 +382,108 @@ def from_dict(cls: type, values: dict[str, Any]):
     if unknown:
         raise ConfigError(f"Unknown {cls.__name__} option(s): {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
     return cls(**values)
+
+
+# ---------------------------------------------------------------- config.json of a model folder
+
+
+def _fact(help: str, default_factory: Callable[[], Any] | None = None) -> Any:
+    """A field of SavedConfig that records a fact of the run: checked against its annotation's type only."""
+    metadata = {"help": help}
+    return field(default_factory=default_factory, metadata=metadata) if default_factory else field(default=None, metadata=metadata)
+
+
+@dataclass
+class Calibration:
+    """How a saved model's probabilities are calibrated: softmax(logits / temperature)."""
+
+    temperature: float = option(1.0, "divides the logits before the softmax; fitted on the validation split after training",
+                                low=TEMPERATURE_RANGE[0], high=TEMPERATURE_RANGE[1])
+    fitted_on: str | None = _fact("the split the temperature was fitted on")
+
+    def __post_init__(self) -> None:
+        validate_options(self)
+
+
+@dataclass
+class SavedConfig:
+    """A model folder's config.json: the configuration the model is rebuilt from, its labels and calibration, and facts
+    about the run. `runs.train_and_save` builds and writes it; `inference.folder.read_folder` reads it back through
+    `from_dict`, which checks every field (types, the options' bounds, the model's size, meaning) and names the one
+    that is wrong."""
+
+    label_names: tuple[str, ...]  # one per class, in the order of the model's outputs
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)  # (a folder made by hand may leave out these three sections)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    calibration: Calibration = field(default_factory=Calibration)
+    format_version: int = option(CONFIG_FORMAT_VERSION, "the layout of config.json", low=CONFIG_FORMAT_VERSION,
+                                 high=CONFIG_FORMAT_VERSION)
+    created: str | None = _fact("when the model was saved (UTC, ISO 8601)")
+    preset: str | None = _fact("the preset the run started from")
+    source: dict[str, Any] = _fact("where the data came from (data.load); written inside \"data\"", dict)
+    notes: list[str] = _fact("skipped rows and other things to know about the data; written inside \"data\"", list)
+    best_epoch: int | list[int] | None = _fact("the epoch whose weights were kept, one per ensemble member")
+    train_seconds: float | None = _fact("seconds of training")
+    device: str | None = _fact("what trained it")
+    precision: str | None = _fact("fp32 or bf16")
+    processes: int = option(1, "training processes; the global batch is processes x train.batch_size", low=1)
+    versions: dict[str, str] = _fact("the library versions that trained it", dict)
+    distillation: dict[str, Any] | None = _fact("how a distilled model learned from its ensemble")
+    pretraining: dict[str, Any] | None = _fact("the language-model pretraining before training")
+    class_weights: dict[str, float] | None = _fact("each label's weight in the training loss (--class-weight)")
+    parent: dict[str, Any] | None = _fact("the model training started from (--init-from): where, its name and labels, and how "
+                                          "the classifier head was made")
+
+    SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "model": ModelConfig, "train": TrainConfig, "calibration": Calibration}
+    REQUIRED = ("label_names", "model")  # what prediction cannot do without
+
+    def __post_init__(self) -> None:
+        if isinstance(self.label_names, list):
+            self.label_names = tuple(self.label_names)
+        validate_options(self)
+        names = self.label_names
+        if not isinstance(names, tuple) or not all(isinstance(n, str) and n.strip() for n in names) or len(set(names)) != len(names):
+            raise ConfigError(f"The 'label_names' field of SavedConfig must be distinct, non-empty strings, one per class. "
+                              f"Got {list(names) if isinstance(names, tuple) else names!r} instead.")
+        if len(names) != self.model.num_classes:
+            raise ConfigError(f"{len(names)} label names for {self.model.num_classes} classes.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SavedConfig:
+        """The record of config.json's object; a ConfigError names the field that is missing, unknown or wrong."""
+        known = [f.name for f in dataclasses.fields(cls) if f.name not in ("source", "notes")]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"Unknown field(s) {', '.join(unknown)}. Known: {', '.join(known)}.")
+        missing = [name for name in cls.REQUIRED if name not in values]
+        if missing:
+            raise ConfigError(f"No {', '.join(repr(name) for name in missing)} field: this is not a complete model configuration.")
+        built = dict(values)
+        for name, section in cls.SECTIONS.items():
+            if name not in values:
+                continue
+            if not isinstance(values[name], dict):
+                raise ConfigError(f"The '{name}' section of SavedConfig must be a JSON object. Got {values[name]!r} instead.")
+            options = dict(values[name])
+            if name == "data":  # the data section also holds where the data came from
+                built["source"], built["notes"] = options.pop("source", {}), options.pop("notes", [])
+            built[name] = from_dict(section, options)
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        """config.json's object, in the order it is written; `from_dict` reads it back."""
+        out = {
+            "format_version": self.format_version, "created": self.created, "preset": self.preset, "label_names": list(self.label_names),
+            "data": {**dataclasses.asdict(self.data), "source": self.source, "notes": self.notes},
+            "tokenizer": dataclasses.asdict(self.tokenizer), "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train), "best_epoch": self.best_epoch, "train_seconds": self.train_seconds,
+            "device": self.device, "precision": self.precision, "processes": self.processes,
+            "calibration": dataclasses.asdict(self.calibration), "versions": self.versions,
+        }
+        out.update({name: getattr(self, name) for name in ("distillation", "pretraining") if getattr(self, name) is not None})
+        return out
 
 
 # Named starting points, one per dataset family; explicit options override them. Each is recorded in

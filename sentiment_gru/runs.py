@@ -7,7 +7,6 @@ Each scores its model through `evaluate.scoring.score` and hands the result to `
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import json
 import logging
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .config import CONFIG_FORMAT_VERSION, DataConfig, RunConfig, check_parent
+from .config import Calibration, DataConfig, RunConfig, SavedConfig, check_parent
 from .data.load import LoadedData, describe_sizes, keep_used_labels, load_data
 from .errors import DataError
 from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
@@ -31,7 +30,7 @@ from .evaluate.scoring import Baseline, Scores, compare, compute_metrics, evalua
 from .files import HISTORY_FILE, write_json
 from .inference.backends import TorchBackend
 from .inference.classifier import SentimentClassifier
-from .inference.folder import check_output_dir, save_atomically, write_model_files
+from .inference.folder import check_output_dir, output_lock, save_atomically, write_model_files
 from .text.tokenizer import TextEncoder
 from .train import distributed
 from .train.checkpoint import Checkpoints, checkpoint_dir
@@ -62,14 +61,16 @@ def train_and_save(config: RunConfig, output_dir: str | Path, progress: bool | N
     With `config.train.init_from`, training starts from that model (build `config` with
     `build_run_config(parent=parent_config(...))` so its architecture is the parent's).
     Started by torchrun, every process trains its shard and rank 0 alone evaluates and
-    writes; the other ranks return None.
+    writes; the other ranks return None. Rank 0 holds a lock on the output folder from
+    start to end, so a second run into it fails at once.
     """
     output_dir = Path(output_dir)
     config.validate(resume=resume)
     check_output_dir(output_dir)  # fail before training, not after
     dist, device = distributed.setup(config.train.device)
     try:
-        return _train_and_save(config, output_dir, progress, resume, dist, device)
+        with output_lock(output_dir) if dist.is_main else contextlib.nullcontext():
+            return _train_and_save(config, output_dir, progress, resume, dist, device)
     finally:
         distributed.teardown(dist)
 
@@ -102,35 +103,27 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
         log.info("no TF-IDF baseline: the train split was streamed, not held in memory")
     else:
         baseline = _baseline(data, split)
-    run_facts = {
-        "format_version": CONFIG_FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "preset": config.preset,
-        "label_names": data.label_names,
-        "data": {**dataclasses.asdict(config.data), "source": data.source, "notes": data.notes},
-        "tokenizer": dataclasses.asdict(config.tokenizer),
-        "model": dataclasses.asdict(result.model_config),
-        "train": dataclasses.asdict(config.train),
-        "best_epoch": result.best_epoch,
-        "train_seconds": round(result.train_seconds, 2),
-        "device": result.device,
-        "precision": result.precision,
-        "processes": dist.world_size,  # the global batch is processes x train.batch_size
-        "calibration": {"temperature": validation.temperature, "fitted_on": "validation"},
-        "versions": library_versions(),
-    }
+    record = SavedConfig(
+        label_names=tuple(data.label_names), data=config.data, source=data.source, notes=list(data.notes),
+        tokenizer=config.tokenizer, model=result.model_config, train=config.train,
+        calibration=Calibration(temperature=validation.temperature, fitted_on="validation"),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), preset=config.preset,
+        best_epoch=result.best_epoch, train_seconds=round(result.train_seconds, 2), device=result.device,
+        precision=result.precision, processes=dist.world_size, versions=library_versions(),
+    )
     if result.class_weights is not None:
-        run_facts["class_weights"] = dict(zip(data.label_names, result.class_weights))
+        record.class_weights = dict(zip(data.label_names, result.class_weights))
     if start is not None:
-        run_facts["parent"] = {"init_from": config.train.init_from, "name": start.name, "label_names": start.label_names,
-                               "head": describe_head(start.label_names, data.label_names)}
+        record.parent = {"init_from": config.train.init_from, "name": start.name, "label_names": start.label_names,
+                         "head": describe_head(start.label_names, data.label_names)}
     if result.teacher is not None:
-        run_facts["distillation"] = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
-                                     "weight": config.train.distill_weight, "copies": config.train.distill_copies,
-                                     **({"unlabelled_texts": data.source["distill"]} if "distill" in data.source else {})}
+        record.distillation = {"teacher_members": result.teacher.config.ensemble_size, "loss": "logit matching",
+                               "weight": config.train.distill_weight, "copies": config.train.distill_copies,
+                               **({"unlabelled_texts": data.source["distill"]} if "distill" in data.source else {})}
     if result.pretraining:
-        run_facts["pretraining"] = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
-                                    "texts": data.source.get("pretrain", "the train split")}
+        record.pretraining = {"epochs": len(result.pretraining), "seconds": round(sum(r["seconds"] for r in result.pretraining), 2),
+                              "texts": data.source.get("pretrain", "the train split")}
+    run_facts = record.to_dict()
     history = {"best_epoch": result.best_epoch, "epochs": result.history,
                **({"pretraining": result.pretraining} if result.pretraining else {})}
     classifier = SentimentClassifier(TorchBackend(result.model, result.device), TextEncoder(result.tokenizer, config.tokenizer.tail_tokens),
@@ -148,12 +141,14 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     metrics = evaluation.metrics
 
     def write(folder: Path) -> None:
-        write_model_files(folder, result.model, result.tokenizer, run_facts)
+        write_model_files(folder, result.model, result.tokenizer, record)
         write_json(folder / HISTORY_FILE, history)
         metrics["report"] = write_reports(folder, evaluation)
         write_card(folder, run_facts, metrics, name=output_dir.name)
 
-    save_atomically(output_dir, write)
+    again = "run again" if checkpoints is None else ("add --resume to the same command: the trained model is kept in "
+                                                     f"{checkpoint_dir(output_dir)}/ and is saved without training again")
+    save_atomically(output_dir, write, again=again)
     if checkpoints is not None:
         checkpoints.remove()
     return metrics
@@ -161,7 +156,7 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
 
 def parent_config(init_from: str) -> dict[str, Any]:
     """The config.json of the model `init_from` names (a model folder or a hub id), for `build_run_config(parent=...)`."""
-    return SentimentClassifier.from_pretrained(init_from, backend="torch").folder.config
+    return SentimentClassifier.from_pretrained(init_from, backend="torch").folder.config.to_dict()
 
 
 def _load_parent(config: RunConfig, dist: distributed.Dist) -> tuple[SentimentClassifier, Parent]:
@@ -169,7 +164,7 @@ def _load_parent(config: RunConfig, dist: distributed.Dist) -> tuple[SentimentCl
     training takes of it. Its name, the model card's `base_model`, is a local folder's name or the hub id."""
     with dist.main_process_first():  # a hub repository is downloaded once per machine
         parent = SentimentClassifier.from_pretrained(config.train.init_from, backend="torch")
-    check_parent(config, parent.folder.config)
+    check_parent(config, parent.folder.config.to_dict())
     path = Path(config.train.init_from)
     name = path.resolve().name if path.exists() else config.train.init_from
     return parent, Parent(name, parent.backend.model, parent.tokenizer, parent.label_names)
@@ -252,12 +247,12 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     started = time.perf_counter()
     scores = on_labels(_saved_scores(classifier, data, split), [folder.label_names.index(n) for n in data.label_names])
     seconds = time.perf_counter() - started
-    history_file = Path(artifacts) / HISTORY_FILE
+    history_file = folder.checked_file(HISTORY_FILE)  # listed and unchanged, or not read
     evaluation = evaluate(
         scores, data.label_names, texts=list(data.splits[split]["text"]),
         baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
         explain=_explainer(classifier),
-        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else None, config=folder.config,
+        history=json.loads(history_file.read_text(encoding="utf-8")) if history_file else None, config=folder.config.to_dict(),
     )
     metrics = evaluation.metrics
     metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts), backend=classifier.backend_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -65,9 +66,9 @@ def test_config_is_checked_against_the_tokenizer_and_labels(trained_dir, tmp_pat
     manifest = json.loads((copy / "MANIFEST.json").read_text())
     config = json.loads((copy / "config.json").read_text())
 
-    def rewrite(cfg):
+    def rewrite(cfg):  # as anyone who edits a folder can: the new file's checksum goes into the manifest
         (copy / "config.json").write_text(json.dumps(cfg))
-        manifest["files"].pop("config.json", None)
+        manifest["files"]["config.json"] = hashlib.sha256((copy / "config.json").read_bytes()).hexdigest()
         (copy / "MANIFEST.json").write_text(json.dumps(manifest))
 
     rewrite({**config, "format_version": 99})

@@ -45,5 +45,5 @@ def test_a_label_the_model_does_not_know_is_a_one_line_error(three_label_dir, tm
     test = write_csv(tmp_path / "test.csv", rows)
     assert evaluate_main(["--artifacts", str(three_label_dir), "--test-file", str(test), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: The test split of the files (test=test.csv) has labels the model does not know: 'mixed'. "
-                   f"Known labels: negative, neutral, positive.\n")
+    assert err == ("error: The test split of the files (test=test.csv) has labels the model does not know: 'mixed'. "
+                   "Known labels: negative, neutral, positive.\n")

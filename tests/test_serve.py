@@ -32,7 +32,8 @@ from sentiment_gru.serve.command import serve_main
 from sentiment_gru.serve.settings import ServeSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = {"max_texts": 4, "max_explain_texts": 2, "max_chars": 300, "max_body_bytes": 20_000}
+LIMITS = {"max_texts": 4, "max_explain_texts": 2, "max_chars": 300, "max_body_bytes": 20_000, "max_explain_tokens": 300,
+          "max_header_bytes": 8192}
 LIMIT_ARGS = [f"--{name.replace('_', '-')}={value}" for name, value in LIMITS.items()]
 TEXTS = ["the film is wonderful and moving", "a dull, clumsy and tedious script", "superb"]
 LONG = ["a long and tedious and dull story " * 30, "boring " * 250, "wonderful " * 200]

@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from ..config import ModelConfig, from_dict
 from ..errors import ArtifactsError, ConfigError, UserError, command
-from ..files import ONNX_FILE
+from ..files import CONFIG_FILE, ONNX_FILE
 from ..text.tokenizer import PAD_ID
 from .folder import ModelFolder, read_folder
 from .onnx_runtime import ONNX_INSTALL_HINT, onnxruntime_installed
@@ -98,7 +99,17 @@ class OnnxBackend:
     @classmethod
     def load(cls, path: Path, threads: int | None = None, device: str = "cpu") -> tuple[OnnxBackend, ModelFolder]:
         folder = read_folder(path, verify=(ONNX_FILE,))  # the weights are not read: their checksum can wait
-        return cls(path / ONNX_FILE, threads=threads), folder
+        backend = cls(path / ONNX_FILE, threads=threads)
+        try:
+            exported = from_dict(ModelConfig, backend.model.config)
+        except ConfigError as exc:
+            raise ArtifactsError(f"{path / ONNX_FILE}: its metadata is not a model configuration ({exc}). "
+                                 f"Write it again: {command('export')} --artifacts {path}") from None
+        if exported != folder.model_config:
+            differ = [name for name, value in vars(exported).items() if getattr(folder.model_config, name) != value]
+            raise ArtifactsError(f"{path / ONNX_FILE}: exported from another model than {CONFIG_FILE} describes "
+                                 f"({', '.join(differ)} differ). Write it again: {command('export')} --artifacts {path}")
+        return backend, folder
 
     def logits(self, sequences: list[list[int]], batch_size: int) -> np.ndarray:
         out = np.empty((len(sequences), self.model.num_classes), dtype=np.float32)

@@ -68,7 +68,7 @@ class SentimentClassifier:
         check_backend_name(backend)
         path = _locate(name_or_path, revision)
         runner, folder = choose_backend(backend, path).load(path, threads=threads, device=device)
-        encoder = TextEncoder(folder.tokenizer, tail_tokens=folder.config.get("tokenizer", {}).get("tail_tokens", 0))
+        encoder = TextEncoder(folder.tokenizer, tail_tokens=folder.config.tokenizer.tail_tokens)
         return cls(runner, encoder, folder.label_names, folder.temperature, folder=folder)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ArtifactsError, ConfigError
+from ..errors import ArtifactsError, ConfigError, command
 
 ONNX_INSTALL_HINT = "pip install 'sentiment-gru[onnx]'"
 
@@ -38,10 +38,23 @@ class OnnxModel:
         options = onnxruntime.SessionOptions()
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.num_classes: int = self.session.get_outputs()[0].shape[1]
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types for a damaged or foreign graph
+            raise ArtifactsError(f"{path}: onnxruntime cannot load it ({_first_line(exc)}). {_export_hint(path)}") from None
+        outputs = self.session.get_outputs()
+        shape = outputs[0].shape if outputs else []
+        if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 2:
+            raise ArtifactsError(f"{path}: its output is not logits [batch, classes] (shape {shape}). {_export_hint(path)}")
+        self.num_classes: int = shape[1]
         # the exporting model's ModelConfig fields
-        self.config: dict[str, Any] = json.loads(self.session.get_modelmeta().custom_metadata_map["config"])
+        try:
+            self.config: dict[str, Any] = json.loads(self.session.get_modelmeta().custom_metadata_map["config"])
+        except (KeyError, ValueError):
+            raise ArtifactsError(f"{path}: has no model configuration in its metadata (\"config\"), so it cannot be checked "
+                                 f"against config.json. {_export_hint(path)}") from None
+        if not isinstance(self.config, dict):
+            raise ArtifactsError(f"{path}: its metadata \"config\" is not a JSON object. {_export_hint(path)}")
 
     def logits(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ids: [batch, seq] token ids padded with 0, lengths: [batch] (each in 1..seq) -> [batch, num_classes] float32."""
@@ -54,3 +67,11 @@ class OnnxModel:
             )
         (logits,) = self.session.run(["logits"], {"ids": ids, "lengths": lengths})
         return logits
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+def _export_hint(path: Path) -> str:
+    return f"Write it again: {command('export')} --artifacts {path.parent}"

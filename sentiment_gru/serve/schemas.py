@@ -70,6 +70,15 @@ class Limits(BaseModel):
     max_texts: int
     max_explain_texts: int
     max_chars: int
+    max_explain_tokens: int = Field(description="tokens per /explain request, its texts together")
+    max_header_bytes: int = Field(description="bytes in a request's line and headers")
+
+
+class Timeouts(BaseModel):
+    work_timeout: float = Field(description="seconds one call of the model may take before the service reports itself failed")
+    keep_alive_timeout: float = Field(description="seconds a connection may stay idle")
+    header_timeout: float = Field(description="seconds to send a request's line and headers")
+    body_timeout: float = Field(description="seconds to send a request's body")
 
 
 class Batching(BaseModel):
@@ -87,6 +96,7 @@ class Info(BaseModel):
     metrics: dict[str, Any] | None = Field(description="test metrics from metrics.json")
     limits: Limits
     batching: Batching
+    timeouts: Timeouts
     version: str
 
 
@@ -101,8 +111,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body is not UTF-8, or nests too deeply"},
     413: {"model": ErrorBody, "description": "The body is over max_body_bytes"},
     422: {"model": ErrorBody, "description": "Invalid request, or over max_texts / max_explain_texts / max_chars"},
-    503: {"model": ErrorBody, "description": "The model is still loading, or failed to load"},
+    503: {"model": ErrorBody, "description": "The model is still loading, failed to load, or stopped answering"},
 }
+# With an API key (--api-key): what a request without it gets.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {401: {"model": ErrorBody, "description": "No API key, or not the service's"}}
 
 
 def _capped(kind: type, limit: str, value: int, what: str) -> BeforeValidator:

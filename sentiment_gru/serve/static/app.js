@@ -1,6 +1,7 @@
 // The page at /: sends the text to POST /explain and shows the label, its calibrated probability and the words
 // that decided it; of a text longer than the model reads, it greys the part that was not read. Plain JS, no
-// dependencies; everything it loads comes from this server.
+// dependencies; everything it loads comes from this server. When the server needs an API key (a 401), the page asks
+// for it and keeps it for this tab only (sessionStorage).
 "use strict";
 
 const SHARE = 0.25; // a word is marked when |score| >= SHARE * the largest |score| (as `predict --explain` does)
@@ -12,10 +13,23 @@ let labels = [];
 let reading = { length: null, tail: 0 }; // tokens the model reads of a text, and how many of them from its end
 let sent = 0; // requests sent; only the newest one's answer is shown
 let timer = null;
+let apiKey = sessionStorage.getItem("apiKey") || "";
+
+const withKey = (headers = {}) => (apiKey ? { ...headers, authorization: `Bearer ${apiKey}` } : headers);
+
+function askForKey(message) {
+  $("key-form").hidden = false;
+  $("model").textContent = message;
+  $("key").focus();
+}
 
 async function loadInfo() {
   try {
-    const response = await fetch("/info");
+    const response = await fetch("/info", { headers: withKey() });
+    if (response.status === 401) {
+      askForKey(apiKey ? "That API key was refused; enter the server's key." : "This server needs an API key.");
+      return;
+    }
     if (response.status === 503) {
       const body = await response.json();
       $("model").textContent = body.error;
@@ -53,7 +67,7 @@ async function classify() {
   try {
     response = await fetch("/explain", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: withKey({ "content-type": "application/json" }),
       body: JSON.stringify({ inputs: text }),
     });
     body = await response.json();
@@ -62,6 +76,7 @@ async function classify() {
     return;
   }
   if (mine !== sent) return; // a newer text is on its way
+  if (response.status === 401) askForKey("This server needs an API key.");
   if (!response.ok) {
     say(body.error || `HTTP ${response.status}`, true);
     return;
@@ -198,6 +213,13 @@ $("text").addEventListener("keydown", (event) => {
   }
 });
 $("classify").addEventListener("click", classify);
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  apiKey = $("key").value.trim();
+  sessionStorage.setItem("apiKey", apiKey);
+  $("key-form").hidden = true;
+  loadInfo();
+});
 for (const button of document.querySelectorAll("button.example")) {
   button.addEventListener("click", () => {
     $("text").value = button.textContent;
