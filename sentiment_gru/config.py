@@ -482,7 +482,8 @@ class SavedConfig:
             "device": self.device, "precision": self.precision, "processes": self.processes,
             "calibration": dataclasses.asdict(self.calibration), "versions": self.versions,
         }
-        out.update({name: getattr(self, name) for name in ("distillation", "pretraining") if getattr(self, name) is not None})
+        out.update({name: getattr(self, name) for name in ("distillation", "pretraining", "class_weights", "parent")
+                    if getattr(self, name) is not None})
         return out
 
 
@@ -510,7 +511,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def build_run_config(data: DataConfig, preset: str | None = None, parent: dict[str, Any] | None = None,
+def build_run_config(data: DataConfig, preset: str | None = None, parent: SavedConfig | dict[str, Any] | None = None,
                      **sections: dict[str, Any]) -> RunConfig:
     """The dataclass defaults, then the preset's values, then (with `parent`, the config.json of the model
     `train.init_from` names) the parent's architecture, then `sections` (e.g. model={"hidden_size": 64}), checked by
@@ -521,6 +522,8 @@ def build_run_config(data: DataConfig, preset: str | None = None, parent: dict[s
     unknown = set(sections) - {"tokenizer", "model", "train"}
     if unknown:
         raise ConfigError(f"Unknown configuration section(s): {', '.join(sorted(unknown))}.")
+    if isinstance(parent, SavedConfig):
+        parent = parent.to_dict()
     inherited = parent_sections(parent) if parent is not None else {}
     if parent is not None:  # the student starts from the parent: a preset's student sizes give way
         chosen = {**chosen, "train": {k: v for k, v in chosen.get("train", {}).items() if not k.startswith("student_")}}
