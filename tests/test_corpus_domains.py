@@ -1,6 +1,6 @@
 """The english-6-domains corpus, read from the real vaderSentiment source archive that `make setup` downloads: its
 checksums, rows per domain, label and split, the rating thresholds, splits that share no text and are the same on every
-machine, the errors of a missing or altered archive, and a tiny training run on it."""
+machine, the errors of a missing or altered archive, and a tiny training run and domains benchmark on it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import tarfile
 from pathlib import Path
 
@@ -21,6 +22,10 @@ from sentiment_gru.data.corpus import load_default_corpus, locate_corpus_file
 from sentiment_gru.data.load import load_data
 from sentiment_gru.errors import ConfigError, DataError
 from sentiment_gru.files import sha256_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import benchmark_accuracy  # noqa: E402
 
 COUNTS = {  # domain -> label -> rows, the three splits together
     "snippets": {"negative": 145, "neutral": 0, "positive": 2153},
@@ -266,6 +271,50 @@ def test_train_on_the_corpus_then_evaluate_one_domain(every_20th_row, tmp_path, 
                           "--no-baseline", "--quiet"]) == 0
     metrics = json.loads((out / "evaluation" / "validation" / "metrics.json").read_text())
     assert metrics["size"] == 20 and metrics["data"]["domains"] == {"tweets": {"train": 161, "validation": 20, "test": 20}}
+
+
+def test_the_leave_one_domain_out_benchmark_end_to_end(every_20th_row, tmp_path, capsys):
+    output = tmp_path / "domains.json"
+    assert benchmark_accuracy.main(["--domains", "--seeds", "3", *TINY, "--output", str(output)]) == 0
+    report = json.loads(output.read_text())
+    results = report["results"]
+    assert report["args"]["sections"]["train"] == {"epochs": 1, "batch_size": 32}
+    assert report["args"]["data_options"] == {"max_train_rows": 300}
+    assert list(results["left_out"]) == ["movies", "tweets", "editorials", "products"] and "in_domain" not in results
+    movies = results["left_out"]["movies"]
+    assert movies["trained_on"] == ["tweets", "editorials", "products"]
+    assert results["left_out"]["tweets"]["trained_on"] == ["snippets", "plots", "movies", "editorials", "products"]
+    for r in results["left_out"].values():
+        assert [run["seed"] for run in r["runs"]] == [3]
+        assert 0.0 <= r["gru"]["accuracy"]["mean"] <= 1.0 and 0.0 <= r["tfidf"]["accuracy"]["mean"] <= 1.0
+        assert 0.5 <= r["vader"]["accuracy"] <= 1.0
+    assert results["left_out"]["tweets"]["rows"] == {"negative": 9, "neutral": 2, "positive": 9}
+
+    table = output.with_suffix(".md").read_text()
+    assert table in capsys.readouterr().out + "\n"
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert "accuracy: VADER" in lines[0] and "accuracy: TF-IDF + LR" in lines[0] and "macro-recall: VADER" in lines[0]
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| movies (and snippets, plots)", "| tweets", "| editorials", "| products"]
+
+
+def test_the_benchmark_refuses_data_options_other_than_the_row_cap(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--domains", "--train-file", "x.csv"])
+    assert "--domains trains on the english-6-domains corpus: drop --train-file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--epochs", "1"])
+    assert "unrecognized arguments: --epochs 1" in capsys.readouterr().err
+
+
+def test_vader_figures_follow_its_readme_thresholds():
+    from benchmarks import domains as benchmark
+
+    rows = benchmark.Rows(["I love this, it is great!", "The meeting is on Tuesday.", "This is awful and I hate it."],
+                          np.array([domains.POSITIVE, domains.NEUTRAL, domains.NEGATIVE]))
+    assert benchmark.vader_figures(rows) == {"accuracy": 1.0, "macro_recall": 1.0}
+    # a model's probabilities: negative-vs-positive on the larger of the two, three classes on the largest
+    found = benchmark.figures(np.array([0, 1, 2, 2]), binary=np.array([0, 0, 2, 0]), three=np.array([0, 2, 2, 1]))
+    assert found == {"accuracy": pytest.approx(2 / 3), "macro_recall": pytest.approx((1 + 0 + 0.5) / 3)}
 
 
 def test_a_copy_of_the_archive_elsewhere_is_found_through_the_environment(archive, tmp_path, monkeypatch):
