@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_csv
 from sentiment_gru.config import DataConfig, build_data_config
 from sentiment_gru.data import domains
 from sentiment_gru.data.corpus import load_default_corpus, locate_corpus_file
@@ -236,6 +237,18 @@ def test_max_train_rows_keeps_each_label_and_domain_share(archive):
     assert labels.tolist() == pytest.approx([1000 * 7262 / 25118, 1000 * 8135 / 25118, 1000 * 9721 / 25118], abs=8)
     again = load_data(DataConfig(corpus="english-6-domains", max_train_rows=1000, seed=5))
     assert data.splits["train"][:]["text"] == again.splits["train"][:]["text"]
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_files_with_a_domain_column_have_their_rows_per_domain_recorded(tmp_path, streaming):
+    rows = [{"text": f"text {i} {'good' if i % 2 else 'bad'}", "label": "positive" if i % 2 else "negative",
+             "domain": "a" if i < 30 else "b"} for i in range(40)]
+    train = write_csv(tmp_path / "train.csv", rows)
+    data = load_data(DataConfig(train_file=str(train), streaming=streaming))
+    if streaming:  # a stream is not counted before training reads it
+        assert "domains" not in data.source
+    else:
+        assert data.source["domains"] == {"a": {"train": 30}, "b": {"train": 10}}
 
 
 def test_a_domain_with_two_labels_gives_a_two_label_model_its_data(archive):

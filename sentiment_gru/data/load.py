@@ -202,7 +202,7 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
         raw["train"] = _sample_rows(raw["train"], text_column, label_column, config)
         notes.append(f"train: {len(raw['train']):,} of its {total:,} rows used (--max-train-rows {config.max_train_rows}, "
                      "stratified by label)")
-    if all(DOMAIN_COLUMN in _column_names(ds) for ds in raw.values()):
+    if all(hasattr(ds, "__len__") and DOMAIN_COLUMN in _column_names(ds) for ds in raw.values()):  # held splits, not streams
         source["domains"] = _domain_sizes(raw)
 
     cleaned: dict[str, Any] = {}
@@ -563,7 +563,8 @@ def _sample_rows(train, text_column: str, label_column: str, config: DataConfig)
 
 
 def _domain_sizes(raw: dict[str, Any]) -> dict[str, dict[str, int]]:
-    """Rows per domain and split, of splits that have a domain column (a built-in corpus of several domains)."""
+    """Rows per domain and split, of splits that have a domain column (a built-in corpus of several domains), as read:
+    before a validation split is carved from train."""
     sizes: dict[str, dict[str, int]] = {}
     for split, ds in raw.items():
         for domain in ds.select_columns([DOMAIN_COLUMN])[:][DOMAIN_COLUMN]:
