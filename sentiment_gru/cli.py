@@ -142,6 +142,16 @@ def run_config_from(args: argparse.Namespace):
     return build_run_config(data_config_from(args, seed=seed), preset=args.preset, parent=parent, **sections)
 
 
+def training_options(argv: list[str], prog: str = "train") -> tuple[str | None, dict, dict[str, dict]]:
+    """The train command's options in `argv`, for a script that runs training itself: --preset, the data options given
+    (field name -> value) and the configuration sections given (section -> field name -> value). A bad option exits
+    with argparse's message, `prog` naming the command."""
+    parser = train_parser()
+    parser.prog = prog
+    args = parser.parse_args(argv)
+    return args.preset, _given(args, args.data_options), {section: _given(args, options) for section, options in args.config_options.items()}
+
+
 def _train(args: argparse.Namespace) -> int:
     from .runs import train_and_save
 

@@ -21,6 +21,11 @@ GRU_IMPLS = ("auto", "packed", "fast")
 TOKENIZER_KINDS = ("bpe", "wordpiece")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+# The built-in corpora, read when no --dataset or files are given; the first is the default (data/corpus.py, data/domains.py).
+CORPORA = ("rotten-tomatoes-snippets", "english-6-domains")
+# The domains of english-6-domains, in the order its records list them.
+DOMAINS = ("snippets", "plots", "movies", "tweets", "editorials", "products")
+CORPUS_WITH_DATA = "--corpus names a built-in corpus, read when no --dataset or files are given: drop --corpus, or the data flags."
 
 # Upper bounds that keep a run within memory on a laptop; raise them knowingly.
 MAX_VOCAB_SIZE = 1_000_000
@@ -289,6 +294,14 @@ class DataConfig:
     text_column: str | None = option(None, "text column (detected: text, sentence, review, content)")
     label_column: str | None = option(None, "label column (detected: label, labels, sentiment)")
     label_names: tuple[str, ...] | None = option(None, "comma-separated names for integer labels 0..n-1, e.g. negative,positive")
+    corpus: str = option(CORPORA[0], "the built-in corpus read when no --dataset or files are given: rotten-tomatoes-snippets "
+                                     "(negative, positive) or english-6-domains (negative, neutral, positive; docs/data.md)",
+                         choices=CORPORA)
+    domains: tuple[str, ...] | None = option(None, f"with --corpus {CORPORA[1]}: the domains to use, comma-separated (default: "
+                                                   f"all): {', '.join(DOMAINS)}")
+    max_train_rows: int = option(0, "train on about this many rows of the train split, a sample stratified by label (and by "
+                                    "domain where the data has a domain column) and seeded by --seed (0: every row); for quick runs",
+                                 low=0, cli="train")
     validation_fraction: float = option(0.1, "carved from train when there is no validation split", low=0.01, high=0.5, cli=False)
     seed: int = option(13, "seeds the carved validation split (training's --seed)", cli=False)
     streaming: bool = option(False, "read the train split as a stream, never whole: the tokenizer learns from a sample, "
@@ -307,15 +320,29 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.label_names is not None:
             self.label_names = tuple(self.label_names)
+        if self.domains is not None:
+            self.domains = tuple(self.domains)
         validate_options(self)
         if self.dataset is not None and any(f is not None for f in (self.train_file, self.validation_file, self.test_file)):
             raise ConfigError("Give either --dataset or --train-file/--validation-file/--test-file, not both.")
         if self.streaming and self.dataset is None and self.train_file is None:
-            raise ConfigError("--streaming reads a large --train-file or --dataset; the default corpus fits in memory. "
+            raise ConfigError("--streaming reads a large --train-file or --dataset; the built-in corpora fit in memory. "
                               "Drop --streaming, or pass --train-file F or --dataset NAME.")
+        if self.corpus != CORPORA[0] and not self.uses_builtin_corpus:
+            raise ConfigError(CORPUS_WITH_DATA)
+        if self.domains is not None:
+            if self.corpus != CORPORA[1]:
+                raise ConfigError(f"--domains chooses domains of the {CORPORA[1]} corpus: add --corpus {CORPORA[1]}, or drop --domains.")
+            unknown = [d for d in self.domains if d not in DOMAINS]
+            if not self.domains or unknown or len(set(self.domains)) != len(self.domains):
+                raise ConfigError(f"The 'domains' parameter of DataConfig must be distinct names from {', '.join(DOMAINS)}. "
+                                  f"Got {','.join(map(str, self.domains))!r} instead.")
+        if self.max_train_rows and self.streaming:
+            raise ConfigError("--max-train-rows samples a train split held in memory; --streaming reads it as a stream. Drop one.")
 
     @property
-    def uses_default_corpus(self) -> bool:
+    def uses_builtin_corpus(self) -> bool:
+        """Whether the data is the built-in corpus `corpus` names: no --dataset and no files are given."""
         return self.dataset is None and not any((self.train_file, self.validation_file, self.test_file))
 
 
@@ -324,6 +351,8 @@ def build_data_config(given: dict[str, Any], seed: int = 13) -> DataConfig:
     were given together is checked here, where that is still known; DataConfig checks their values."""
     if "stream_sample_size" in given and not given.get("streaming"):
         raise ConfigError("--stream-sample-size only applies with --streaming. Add --streaming or drop it.")
+    if "corpus" in given and any(given.get(name) is not None for name in ("dataset", "train_file", "validation_file", "test_file")):
+        raise ConfigError(CORPUS_WITH_DATA)
     return DataConfig(**given, seed=seed)
 
 

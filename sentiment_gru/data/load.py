@@ -1,4 +1,4 @@
-"""Labelled text from the default corpus, the Hugging Face hub, a local dataset folder or the user's files.
+"""Labelled text from a built-in corpus, the Hugging Face hub, a local dataset folder or the user's files.
 
 Whatever the source, `load_data` returns splits with two columns, `text`
 (string) and `label` (int, an index into `label_names`), or raises `DataError`
@@ -19,6 +19,8 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
+from .domains import CORPUS_NAME as DOMAINS_CORPUS_NAME
+from .domains import load_domains_corpus
 from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file, not_utf8_error
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ SPLIT_ALIASES = {
 EXAMPLE_ROWS = 5
 NAMED, NUMERIC, EMPTY, UNLABELLED = 0, 1, 2, 3  # what a row is: `classify_row`
 SKIPPED = {EMPTY: "empty or missing text", UNLABELLED: "no label"}  # the rows left out, and why
+DOMAIN_COLUMN = "domain"  # a built-in corpus of several domains has one; source["domains"] counts its rows
 
 
 @dataclass
@@ -193,6 +196,14 @@ def load_data(config: DataConfig, label_names: list[str] | None = None, need_tra
     columns = _column_names(first)
     text_column = detect_column(columns, config.text_column, TEXT_CANDIDATES, "text", source["description"])
     label_column = detect_column(columns, config.label_column, LABEL_CANDIDATES, "label", source["description"])
+    if config.max_train_rows and "train" in raw and not config.streaming and len(raw["train"]) > config.max_train_rows:
+        _check_columns(raw["train"], "train", text_column, label_column, source["description"])
+        total = len(raw["train"])
+        raw["train"] = _sample_rows(raw["train"], text_column, label_column, config)
+        notes.append(f"train: {len(raw['train']):,} of its {total:,} rows used (--max-train-rows {config.max_train_rows}, "
+                     "stratified by label)")
+    if all(hasattr(ds, "__len__") and DOMAIN_COLUMN in _column_names(ds) for ds in raw.values()):  # held splits, not streams
+        source["domains"] = _domain_sizes(raw)
 
     cleaned: dict[str, Any] = {}
     for split, ds in raw.items():
@@ -296,7 +307,11 @@ def load_unlabelled_texts(path_str: str, text_column: str | None, split: str, fl
 
 
 def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    if config.uses_default_corpus:
+    if config.uses_builtin_corpus and config.corpus == DOMAINS_CORPUS_NAME:
+        chosen = ", ".join(config.domains) if config.domains else "all domains"
+        return dict(load_domains_corpus(config.domains)), {
+            "kind": "built-in corpus", "name": DOMAINS_CORPUS_NAME, "description": f"the {DOMAINS_CORPUS_NAME} corpus ({chosen})"}
+    if config.uses_builtin_corpus:
         splits = load_default_corpus()
         return dict(splits), {"kind": "default", "name": CORPUS_NAME, "description": f"the default corpus ({CORPUS_NAME})"}
     if config.dataset is not None:
@@ -534,6 +549,28 @@ def _label_order(seen: dict[str, set[str]], fixed: list[str] | None, where: str)
                 f"Known labels: {', '.join(fixed)}.{hint}"
             )
     return list(fixed)
+
+
+def _sample_rows(train, text_column: str, label_column: str, config: DataConfig):
+    """About `config.max_train_rows` rows of a held train split: each label (and domain, where there is a domain
+    column) keeps its share, its rows chosen in the order of a keyed hash of their text and the seed."""
+    grouped = [label_column] + ([DOMAIN_COLUMN] if DOMAIN_COLUMN in train.column_names else [])
+    columns = train.select_columns([text_column, *grouped])[:]  # dict of lists
+    strata = ["\0".join(str(value) for value in values) for values in zip(*(columns[c] for c in grouped))]
+    keys = [split_key(f"{config.seed}\0{i}\0{text}") for i, text in enumerate(columns[text_column])]
+    share = config.max_train_rows / len(train)
+    return train.select(stratified_split(strata, keys, {"kept": share, "rest": 1 - share})["kept"])
+
+
+def _domain_sizes(raw: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Rows per domain and split, of splits that have a domain column (a built-in corpus of several domains), as read:
+    before a validation split is carved from train."""
+    sizes: dict[str, dict[str, int]] = {}
+    for split, ds in raw.items():
+        for domain in ds.select_columns([DOMAIN_COLUMN])[:][DOMAIN_COLUMN]:
+            counts = sizes.setdefault(str(domain), {})
+            counts[split] = counts.get(split, 0) + 1
+    return sizes
 
 
 def _carve_validation(splits: dict[str, Any], config: DataConfig) -> dict[str, Any]:

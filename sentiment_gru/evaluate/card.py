@@ -40,7 +40,7 @@ def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str
         for kind, title, value, args in (("accuracy", "Accuracy", metrics["accuracy"], None),
                                          ("f1", "Macro-F1", metrics["macro_f1"], {"average": "macro"}))
     ]
-    english = source.get("kind") == "default" or config.get("tokenizer", {}).get("lexicon")
+    english = source.get("kind") in ("default", "built-in corpus") or config.get("tokenizer", {}).get("lexicon")
     parent = config.get("parent")
     data = ModelCardData(
         library_name=LIBRARY, pipeline_tag="text-classification", language="en" if english else None, license=LICENSE,
