@@ -164,6 +164,7 @@ def test_a_model_trained_with_web_text_reads_alike_in_torch_and_onnx_and_predict
         "--output-dir", str(out), "--web-text", "--epochs", "1", "--batch-size", "16", "--vocab-size", "200",
         "--embedding-dim", "8", "--hidden-size", "8", "--num-layers", "1", "--quiet"]) == 0
     assert json.loads((out / "config.json").read_text())["tokenizer"]["web_text"] is True
+    assert "web text normalised (`--web-text`" in (out / "README.md").read_text()
     assert export_main(["--artifacts", str(out), "--quiet"]) == 0
     torch_clf = SentimentClassifier.from_pretrained(out, backend="torch")
     onnx_clf = SentimentClassifier.from_pretrained(out, backend="onnx")
