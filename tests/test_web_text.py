@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,12 @@ def test_a_model_trained_with_web_text_reads_alike_in_torch_and_onnx_and_predict
     assert predict_main(["--artifacts", str(out), "--backend", "onnx", "--json", "LOVED it :) 😍"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert json.loads(line)["label"] in ("negative", "positive")
+
+
+def test_the_training_page_lists_each_face_with_its_emoji():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text(encoding="utf-8")
+    rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `emo")}
+    faces = {rule.replacement.strip(): rule.pattern for rule in RULES if rule.replacement.strip().startswith("emo")}
+    assert set(rows) == set(faces)
+    for word, pattern in faces.items():
+        assert {c for c in pattern if ord(c) > 0x2000} == {c for c in rows[word] if ord(c) > 0x2000}, word
