@@ -7,7 +7,10 @@ are saved in `tokenizer.json`'s normalizer: every reader of a model folder (torc
 `Replace` takes its replacement literally (`$1` and `\\1` stay as written), but its pattern may hold
 back-references, look-ahead and look-behind. So a rule that keeps part of what it finds matches only what goes:
 an elongated letter is deleted where two more of it follow, and the ALL CAPS marker is inserted at an empty match
-in front of the word.
+in front of the word. Every pattern reads a text in linear time (no nested repeats; possessive runs in the URL rule).
+
+A model folder's tokenizer may hold only these patterns and the HTML one (`inference.folder`), so a model trained
+before a pattern changes is refused after: keep a released pattern readable, e.g. by leaving it in `PATTERNS`.
 """
 
 from __future__ import annotations
