@@ -142,6 +142,8 @@ def test_the_flag_parses_and_a_parent_model_passes_it_on():
     assert run_config_from(parser.parse_args(["--web-text"])).tokenizer.web_text is True
     assert run_config_from(parser.parse_args(["--no-web-text"])).tokenizer.web_text is False
     assert run_config_from(parser.parse_args([])).tokenizer.web_text is False
+    with pytest.raises(ConfigError, match=r"^The 'web_text' parameter of TokenizerConfig must be true or false\. Got 'yes' instead\.$"):
+        TokenizerConfig(web_text="yes")
     parent = {"tokenizer": {"web_text": True}, "model": {"embedding_dim": 16}}
     assert build_run_config(DataConfig(), parent=parent, train={"init_from": "p"}).tokenizer.web_text is True
     with pytest.raises(ConfigError, match=r"^--no-web-text conflicts with the parent model \(--init-from p\), which has --web-text"):
