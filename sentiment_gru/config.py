@@ -156,6 +156,9 @@ class TokenizerConfig:
                                     "from its end (0: --max-length); more than --max-length lets a model trained on cut "
                                     "texts read whole ones", low=0, high=MAX_SEQUENCE_LENGTH)
     strip_html: bool = option(False, "replace HTML tags such as <br /> with a space (done by the tokenizer, so prediction does it too)")
+    web_text: bool = option(False, "normalise web text in the tokenizer, so prediction does it too: URLs, @mentions, emoticons "
+                                   "and common emoji become placeholder words, #hashtags their word, elongations (soooo) and "
+                                   "!!!/??? runs are shortened, ALL CAPS words are marked (docs/training.md)")
     lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
                                   "(sentiment_gru.text.lexicon; on in the snippets and treebank presets)")
 
@@ -575,7 +578,7 @@ def build_run_config(data: DataConfig, preset: str | None = None, parent: SavedC
 # ---------------------------------------------------------------- starting from a trained model (--init-from)
 
 # The options a parent model fixes: its tokenizer and the shapes of its weights. One given that differs is an error.
-PARENT_FIXES = {"tokenizer": ("kind", "vocab_size", "lowercase", "min_frequency", "strip_html", "lexicon"),
+PARENT_FIXES = {"tokenizer": ("kind", "vocab_size", "lowercase", "min_frequency", "strip_html", "web_text", "lexicon"),
                 "model": ("embedding_dim", "hidden_size", "num_layers", "pooling")}
 # The options a parent passes on unless they are given: how much of a text is read, and the dropout.
 PARENT_DEFAULTS = {"tokenizer": ("max_length", "tail_tokens", "predict_length"), "model": ("dropout", "embedding_dropout")}

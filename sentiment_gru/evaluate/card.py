@@ -93,7 +93,8 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         f"- Data: {source.get('description', '-')} ({sizes}).",
         f"- Tokenizer: {tokenizer.get('kind', '-').upper()} {'of the parent' if parent else 'trained on the train split'}, "
         f"vocabulary {model.get('vocab_size', 0):,}"
-        f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}; "
+        f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}"
+        f"{', web text normalised (`--web-text`: URLs, mentions, emoticons and emoji as words)' if tokenizer.get('web_text') else ''}; "
         f"{_length_rule(tokenizer)}.",
         f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
         f"dropout {model.get('dropout')}, token dropout {model.get('embedding_dropout')}.",

@@ -33,6 +33,7 @@ from typing import Any
 from ..config import CONFIG_FORMAT_VERSION, MAX_SEQUENCE_LENGTH, DataConfig, ModelConfig, SavedConfig
 from ..errors import ArtifactsError, ConfigError, command, train_hint
 from ..files import CONFIG_FILE, MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE, sha256_file, write_json
+from ..text.normalize import PATTERNS as WEB_TEXT_PATTERNS
 from ..text.tokenizer import HTML_TAG
 
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, TOKENIZER_FILE, MANIFEST_FILE)
@@ -43,7 +44,7 @@ HARMLESS_FILES = {".gitignore", ".gitkeep", ".DS_Store"}
 JSON_SIZE_LIMITS = {CONFIG_FILE: 1 << 20, MANIFEST_FILE: 1 << 20, TOKENIZER_FILE: 256 << 20}
 # The regular expressions a tokenizer.json may hold: those training writes. Any other could backtrack for ever
 # (or make the tokenizers library panic) on a text a client sends.
-TOKENIZER_PATTERNS = frozenset({HTML_TAG})
+TOKENIZER_PATTERNS = frozenset({HTML_TAG, *WEB_TEXT_PATTERNS})
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

@@ -9,6 +9,7 @@ from typing import NamedTuple
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from ..config import TokenizerConfig
+from .normalize import web_text_normalizers
 
 PAD_TOKEN = "[PAD]"
 UNK_TOKEN = "[UNK]"
@@ -38,8 +39,10 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
             vocab_size=config.vocab_size, min_frequency=config.min_frequency, special_tokens=special, show_progress=False
         )
         tokenizer.decoder = decoders.WordPiece()
-    # NFKC folds look-alike characters; BertNormalizer drops control characters and splits CJK ideographs.
-    steps = [normalizers.NFKC(), normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=config.lowercase, strip_accents=config.lowercase)]
+    # NFKC folds look-alike characters; BertNormalizer drops control characters and splits CJK ideographs. The web-text
+    # rules go between: after NFKC has made a full-width ！ a !, before lowercasing hides ALL CAPS.
+    steps = [normalizers.NFKC(), *(web_text_normalizers() if config.web_text else []),
+             normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=config.lowercase, strip_accents=config.lowercase)]
     if config.strip_html:  # in the tokenizer itself, so every text it reads later gets the same treatment
         steps.insert(0, normalizers.Replace(Regex(HTML_TAG), " "))
     tokenizer.normalizer = normalizers.Sequence(steps)
