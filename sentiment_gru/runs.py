@@ -20,7 +20,7 @@ import torch
 
 from . import __version__
 from .config import Calibration, DataConfig, RunConfig, SavedConfig, check_parent
-from .data.load import LoadedData, describe_sizes, keep_used_labels, load_data
+from .data.load import DOMAIN_COLUMN, LoadedData, describe_sizes, keep_used_labels, load_data
 from .errors import DataError
 from .evaluate.baselines import BASELINES, blend, fit_baseline, linear_baseline
 from .evaluate.calibration import fit_temperature
@@ -129,7 +129,7 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     classifier = SentimentClassifier(TorchBackend(result.model, result.device), TextEncoder(result.tokenizer, config.tokenizer.tail_tokens),
                                      data.label_names, validation.temperature)
     evaluation = evaluate(scores, data.label_names, texts=list(data.splits[split]["text"]), baseline=baseline,
-                          explain=_explainer(classifier), history=history, config=run_facts)
+                          explain=_explainer(classifier), history=history, config=run_facts, domains=_domains(data, split))
     on_validation = compute_metrics(validation.labels, validation.probabilities, data.label_names, "validation")
     evaluation.metrics["validation"] = {k: on_validation[k] for k in ("split", "size", "accuracy", "macro_f1", "log_loss")}
     if result.teacher is not None:
@@ -152,6 +152,12 @@ def _train_and_save(config: RunConfig, output_dir: Path, progress: bool | None, 
     if checkpoints is not None:
         checkpoints.remove()
     return metrics
+
+
+def _domains(data: LoadedData, split: str) -> list[str] | None:
+    """Each text's domain, where the split has a domain column (the english-6-domains corpus, or a file with one)."""
+    rows = data.splits[split]
+    return list(rows[DOMAIN_COLUMN]) if DOMAIN_COLUMN in getattr(rows, "column_names", []) else None
 
 
 def parent_config(init_from: str) -> dict[str, Any]:
@@ -253,6 +259,7 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
         baseline=_baseline(data, split) if baseline and "train" in data.splits and split != "train" else None,
         explain=_explainer(classifier),
         history=json.loads(history_file.read_text(encoding="utf-8")) if history_file else None, config=folder.config.to_dict(),
+        domains=_domains(data, split),
     )
     metrics = evaluation.metrics
     metrics.update(seconds=seconds, data=data.source, artifacts=str(artifacts), backend=classifier.backend_name)

@@ -68,6 +68,9 @@ CORPUS_NAME = CORPORA[1]
 LABEL_NAMES = ("negative", "neutral", "positive")
 NEGATIVE, NEUTRAL, POSITIVE = range(3)
 NEUTRAL_BAND = 0.5  # a mean rating (-4..+4) within +-this, ends included, is neutral: see the module's docstring
+LABEL_RULE = (f"rated sentences by the mean of about 20 ratings on -4..+4: below -{NEUTRAL_BAND} negative, above "
+              f"+{NEUTRAL_BAND} positive, between neutral (about three standard errors of a mean from 0); Rotten Tomatoes "
+              "snippets by the critic's verdict (fresh positive, rotten negative); plot-synopsis sentences neutral")
 
 ARCHIVE = "vaderSentiment-3.3.2.tar.gz"
 ARCHIVE_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"

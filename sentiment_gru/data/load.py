@@ -20,6 +20,7 @@ from ..config import DataConfig
 from ..errors import DataError
 from .corpus import CORPUS_NAME, load_default_corpus, split_key, stratified_split
 from .domains import CORPUS_NAME as DOMAINS_CORPUS_NAME
+from .domains import LABEL_RULE as DOMAINS_LABEL_RULE
 from .domains import load_domains_corpus
 from .tables import FILE_FORMATS, LABEL_CANDIDATES, TEXT_CANDIDATES, detect_column, existing_file, not_utf8_error
 
@@ -310,7 +311,8 @@ def _load_raw(config: DataConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if config.uses_builtin_corpus and config.corpus == DOMAINS_CORPUS_NAME:
         chosen = ", ".join(config.domains) if config.domains else "all domains"
         return dict(load_domains_corpus(config.domains)), {
-            "kind": "built-in corpus", "name": DOMAINS_CORPUS_NAME, "description": f"the {DOMAINS_CORPUS_NAME} corpus ({chosen})"}
+            "kind": "built-in corpus", "name": DOMAINS_CORPUS_NAME, "description": f"the {DOMAINS_CORPUS_NAME} corpus ({chosen})",
+            "label_rule": DOMAINS_LABEL_RULE}
     if config.uses_builtin_corpus:
         splits = load_default_corpus()
         return dict(splits), {"kind": "default", "name": CORPUS_NAME, "description": f"the default corpus ({CORPUS_NAME})"}
@@ -425,7 +427,8 @@ def _class_names(ds, label_column: str) -> list[str] | None:
 
 
 def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[str, ...] | None, where: str):
-    """The usable rows as a dataset of `text` and `name` (the label's name), and a sentence about the skipped ones.
+    """The usable rows as a dataset of `text` and `name` (the label's name), with the `domain` column where the data has
+    one (the report scores each domain), and a sentence about the skipped ones.
 
     Done with `datasets.map(batched=True)`, so a corpus on disk stays a memory-mapped Arrow
     table (and the result is cached beside it); only per-row status codes come into memory.
@@ -435,6 +438,7 @@ def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[
     import datasets
 
     class_names = _class_names(ds, label_column)
+    with_domain = DOMAIN_COLUMN in ds.column_names and DOMAIN_COLUMN not in (text_column, label_column)
 
     def mark(batch: dict[str, list]) -> dict[str, list]:
         texts, names, status = [], [], []
@@ -443,9 +447,12 @@ def _clean_rows(ds, text_column: str, label_column: str, int_label_names: tuple[
             texts.append(text if isinstance(text, str) else "")
             names.append(name or "")
             status.append(code)
-        return {"text": texts, "name": names, "status": status}
+        domains = {DOMAIN_COLUMN: ["" if d is None else str(d) for d in batch[DOMAIN_COLUMN]]} if with_domain else {}
+        return {"text": texts, "name": names, **domains, "status": status}
 
-    features = datasets.Features({"text": datasets.Value("string"), "name": datasets.Value("string"), "status": datasets.Value("int8")})
+    kept_domain = {DOMAIN_COLUMN: datasets.Value("string")} if with_domain else {}
+    features = datasets.Features({"text": datasets.Value("string"), "name": datasets.Value("string"), **kept_domain,
+                                  "status": datasets.Value("int8")})
     marked = ds.map(mark, batched=True, remove_columns=ds.column_names, features=features, desc="cleaning rows")
     status = np.asarray(marked.with_format("numpy")["status"])
     rows = np.arange(1, len(status) + 1)  # row numbers, from 1
@@ -483,10 +490,11 @@ def _skipped_note(counts: dict[int, int], rows: dict[int, list[int]]) -> str:
 
 
 def _with_label_ids(ds, index: dict[str, int]):
-    """`text` and `label` (an index into the label names) from `text` and `name`."""
+    """`text` and `label` (an index into the label names) from `text` and `name`; a `domain` column is kept."""
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+    domain = {DOMAIN_COLUMN: datasets.Value("string")} if DOMAIN_COLUMN in ds.column_names else {}
+    features = datasets.Features({"text": datasets.Value("string"), **domain, "label": datasets.Value("int64")})
     return ds.map(lambda names: {"label": [index[n] for n in names]}, input_columns="name", batched=True,
                   remove_columns="name", features=features, desc="labelling rows")
 

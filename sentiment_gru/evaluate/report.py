@@ -290,6 +290,12 @@ def build_blocks(evaluation: Evaluation, images: dict[str, str]) -> list[tuple]:
     blocks.append(("table", ["Tokens per text", "Texts", "Accuracy"],
                    [[r["tokens"], f"{r['size']:,}", _f(r["accuracy"])] for r in metrics["by_length"]]))
     blocks.append(("img", images[LENGTH_PNG], "Accuracy by text length; confidence of right and wrong predictions"))
+    if metrics.get("by_domain"):
+        with_baseline = all("baseline_accuracy" in r for r in metrics["by_domain"])
+        blocks.append(("p", "By domain (macro-F1 over the labels each domain's rows have):"))
+        blocks.append(("table", ["Domain", "Texts", "Labels", "Accuracy", "Macro-F1", *(["Baseline accuracy"] if with_baseline else [])],
+                       [[r["domain"], f"{r['size']:,}", ", ".join(r["labels"]), _f(r["accuracy"]), _f(r["macro_f1"]),
+                         *([_f(r["baseline_accuracy"])] if with_baseline else [])] for r in metrics["by_domain"]]))
 
     # 6. examples
     blocks.append(("h2", f"6. The {EXAMPLES} most confident mistakes"))

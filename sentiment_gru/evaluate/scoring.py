@@ -138,9 +138,10 @@ def text_report(labels: np.ndarray, predictions: np.ndarray, label_names: list[s
 
 def evaluate(scores: Scores, label_names: list[str], texts: list[str], baseline: Baseline | None = None,
              explain: Callable[[str], str] | None = None, history: dict[str, Any] | None = None,
-             config: dict[str, Any] | None = None) -> Evaluation:
+             config: dict[str, Any] | None = None, domains: list[str] | None = None) -> Evaluation:
     """Every number of a report on `scores`: metrics, calibration, intervals, the baseline comparison, ROC/PR curves,
-    length buckets and the examples (the confident mistakes explained with `explain`)."""
+    length buckets, the scores per domain (`domains`: one per text, where the data has a domain column) and the
+    examples (the confident mistakes explained with `explain`)."""
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     labels, probabilities, predictions = scores.labels, scores.probabilities, scores.predictions
@@ -175,6 +176,8 @@ def evaluate(scores: Scores, label_names: list[str], texts: list[str], baseline:
     metrics["curves"] = areas
     correct = predictions == labels
     metrics["by_length"] = length_buckets(np.asarray(scores.lengths), correct)
+    if domains is not None and len(set(domains)) > 1:
+        metrics["by_domain"] = by_domain(labels, predictions, domains, label_names, other)
     confidence = probabilities.max(axis=1)
     wrong, right = np.flatnonzero(~correct), np.flatnonzero(correct)
     metrics["examples"] = {
@@ -184,6 +187,27 @@ def evaluate(scores: Scores, label_names: list[str], texts: list[str], baseline:
     reliability = {"before": reliability_bins(softmax(scores.logits), labels), "after": reliability_bins(probabilities, labels)}
     return Evaluation(metrics=metrics, scores=scores, text_report=_text_report(metrics, labels, predictions, label_names),
                       curves=curves, reliability=reliability, history=history, config=config or {})
+
+
+def by_domain(labels: np.ndarray, predictions: np.ndarray, domains: list[str], label_names: list[str],
+              other: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Per domain, in order of first appearance: its texts, accuracy, and macro-F1 over the labels its rows have (a
+    domain without neutral rows is not marked down for a label it cannot have); with `other` (the baseline's
+    predictions), the baseline's accuracy on the same rows."""
+    from sklearn.metrics import f1_score
+
+    names = np.asarray(domains)
+    rows = []
+    for domain in dict.fromkeys(domains):
+        mask = names == domain
+        present = sorted(set(labels[mask].tolist()))
+        row = {"domain": domain, "size": int(mask.sum()), "labels": [label_names[c] for c in present],
+               "accuracy": float((predictions[mask] == labels[mask]).mean()),
+               "macro_f1": float(f1_score(labels[mask], predictions[mask], labels=present, average="macro", zero_division=0))}
+        if other is not None:
+            row["baseline_accuracy"] = float((other[mask] == labels[mask]).mean())
+        rows.append(row)
+    return rows
 
 
 def _text_report(metrics: dict[str, Any], labels: np.ndarray, predictions: np.ndarray, label_names: list[str]) -> str:
