@@ -224,7 +224,7 @@ def test_load_data_names_the_corpus_its_domains_and_their_rows_per_split(archive
     assert data.source["description"] == "the english-6-domains corpus (tweets, products)"
     assert data.source["domains"] == {d: SPLITS[d] for d in ("tweets", "products")}
     assert data.source["sizes"] == {split: SPLITS["tweets"][split] + SPLITS["products"][split] for split in SPLITS["tweets"]}
-    assert data.splits["train"].column_names == ["text", "label"]
+    assert data.splits["train"].column_names == ["text", "domain", "label"]  # the domain column is kept for the report
 
 
 def test_max_train_rows_keeps_each_label_and_domain_share(archive):
