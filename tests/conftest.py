@@ -58,15 +58,20 @@ def three_label_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def exported_dir(trained_dir, tmp_path_factory) -> Path:
-    """A copy of `trained_dir` with model.onnx written by the export command, shared by read-only tests."""
+def exported_copy(trained: Path, tmp_path_factory, name: str = "exported") -> Path:
+    """A copy of the model folder `trained` with model.onnx written by the export command."""
     from sentiment_gru.cli import export_main
 
-    folder = tmp_path_factory.mktemp("exported") / "model"
-    shutil.copytree(trained_dir, folder)
+    folder = tmp_path_factory.mktemp(name) / "model"
+    shutil.copytree(trained, folder)
     assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
     return folder
+
+
+@pytest.fixture(scope="session")
+def exported_dir(trained_dir, tmp_path_factory) -> Path:
+    """A copy of `trained_dir` with model.onnx, shared by read-only tests."""
+    return exported_copy(trained_dir, tmp_path_factory)
 
 
 @pytest.fixture(params=["kernels", "torch-ops"])

@@ -4,7 +4,6 @@ the Python API, evaluate and the real service, where neutral is a label like the
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,8 @@ import numpy as np
 import pytest
 
 from benchmarks.server import ServerProcess
+from conftest import exported_copy
 from sentiment_gru import SentimentClassifier
-from sentiment_gru.cli import export_main
 from sentiment_gru.config import DataConfig
 from sentiment_gru.runs import evaluate_saved
 
@@ -27,10 +26,7 @@ TEXTS = ["a wonderful and moving film", "an okay, average and middling film", "a
 
 @pytest.fixture(scope="module")
 def exported_three(three_label_dir, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("three-exported") / "model"
-    shutil.copytree(three_label_dir, folder)
-    assert export_main(["--artifacts", str(folder), "--quiet"]) == 0
-    return folder
+    return exported_copy(three_label_dir, tmp_path_factory, "three-exported")
 
 
 def test_onnx_gives_the_three_probabilities_torch_gives(exported_three):
