@@ -1,8 +1,8 @@
 """Labelled text from a built-in corpus, the Hugging Face hub, a local dataset folder or the user's files.
 
 Whatever the source, `load_data` returns splits with two columns, `text`
-(string) and `label` (int, an index into `label_names`), or raises `DataError`
-with a message that says what to do.
+(string) and `label` (int, an index into `label_names`), plus `domain` (string)
+where the data has one, or raises `DataError` with a message that says what to do.
 """
 
 from __future__ import annotations

