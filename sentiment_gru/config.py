@@ -161,6 +161,9 @@ class TokenizerConfig:
                                    "!!!/??? runs are shortened, ALL CAPS words are marked (docs/training.md)")
     lexicon: bool = option(False, "English lexicon words as tokens, with Roget/General Inquirer/Whissell category vectors "
                                   "(sentiment_gru.text.lexicon; on in the snippets and treebank presets)")
+    vader_lexicon: bool = option(False, "with --lexicon: VADER's valence lexicon too (7,217 words in eight categories by "
+                                        "valence, from the vaderSentiment source archive), and the --web-text emoticon "
+                                        "words with their text face's valence")
 
     def __post_init__(self) -> None:
         validate_options(self)
@@ -170,6 +173,8 @@ class TokenizerConfig:
         if self.predict_length and self.predict_length < self.max_length:
             raise ConfigError(f"The 'predict_length' parameter of TokenizerConfig must be 0 or at least max_length "
                               f"({self.max_length}). Got {self.predict_length} instead.")
+        if self.vader_lexicon and not self.lexicon:
+            raise ConfigError("--vader-lexicon adds VADER's words to the lexicon's categories: give --lexicon as well.")
 
     @property
     def read_length(self) -> int:
@@ -578,7 +583,8 @@ def build_run_config(data: DataConfig, preset: str | None = None, parent: SavedC
 # ---------------------------------------------------------------- starting from a trained model (--init-from)
 
 # The options a parent model fixes: its tokenizer and the shapes of its weights. One given that differs is an error.
-PARENT_FIXES = {"tokenizer": ("kind", "vocab_size", "lowercase", "min_frequency", "strip_html", "web_text", "lexicon"),
+PARENT_FIXES = {"tokenizer": ("kind", "vocab_size", "lowercase", "min_frequency", "strip_html", "web_text", "lexicon",
+                              "vader_lexicon"),
                 "model": ("embedding_dim", "hidden_size", "num_layers", "pooling")}
 # The options a parent passes on unless they are given: how much of a text is read, and the dropout.
 PARENT_DEFAULTS = {"tokenizer": ("max_length", "tail_tokens", "predict_length"), "model": ("dropout", "embedding_dropout")}

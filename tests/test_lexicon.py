@@ -126,3 +126,67 @@ def test_lexicon_gradients_are_the_same_run_after_run():
         (net.embed(ids) * weights).sum().backward()
         grads.append((net.categories.weight.grad.clone(), net.embedding.weight.grad.clone()))
     assert all(torch.equal(a, b) for g in grads[1:] for a, b in zip(grads[0], g))
+
+
+def test_vader_lexicon_adds_eight_valence_categories_and_the_emoticon_words():
+    from sentiment_gru.text.lexicon import VADER_FACES, vader_category
+
+    plain, vader = load_lexicon(), load_lexicon(vader=True)
+    added = [c for c in vader.categories if c not in plain.categories]
+    assert sorted(added) == sorted(f"vader:{sign}{size}" for sign in ("negative", "positive") for size in range(1, 5))
+    assert vader.categories[:len(plain.categories)] == plain.categories  # a plain model's category ids are unchanged
+
+    def valence(word: str) -> set[str]:
+        return {vader.categories[i] for i in vader.words.get(word, ()) if vader.categories[i].startswith("vader:")}
+
+    assert valence("meh") == {"vader:negative1"} and valence("ugh") == {"vader:negative2"}
+    assert valence("excellent") == {"vader:positive3"} and valence("horrible") == {"vader:negative3"}
+    assert valence("emosmile") == {"vader:positive2"} and valence("emoangry") == {"vader:negative3"}  # :) 2.0, >:( -2.7
+    assert set(VADER_FACES) <= set(vader.common) and "emosmile" not in plain.words
+    assert [vader_category(v) for v in (0.4, -1.0, 2.5, -3.9)] == ["vader:positive1", "vader:negative1", "vader:positive3",
+                                                                   "vader:negative4"]
+
+
+def test_vader_lexicon_needs_the_lexicon_and_the_archive(tmp_path, monkeypatch, capsys):
+    from sentiment_gru.cli import train_main
+    from sentiment_gru.data import domains
+    from sentiment_gru.errors import DataError
+
+    with pytest.raises(ConfigError, match=r"^--vader-lexicon adds VADER's words .*give --lexicon as well\.$"):
+        TokenizerConfig(vader_lexicon=True)
+    monkeypatch.setenv(domains.DATA_ENV, str(tmp_path))
+    load_lexicon.cache_clear()
+    try:
+        with pytest.raises(DataError, match=r"^VADER's lexicon \(--vader-lexicon\) needs vaderSentiment-3.3.2.tar.gz in .*Run: make setup"):
+            load_lexicon(vader=True)
+        rows = make_rows(60, seed=5)
+        argv = [f"--train-file={write_csv(tmp_path / 'train.csv', rows)}", "--output-dir", str(tmp_path / "model"),
+                "--lexicon", "--vader-lexicon", *TINY_MODEL_ARGS]
+        assert train_main(argv) == 2
+        assert "VADER's lexicon (--vader-lexicon) needs" in capsys.readouterr().err
+        assert not (tmp_path / "model").exists()
+    finally:
+        load_lexicon.cache_clear()
+
+
+def test_a_model_with_the_vader_lexicon_keeps_its_categories_in_its_weights(tmp_path):
+    from sentiment_gru.cli import train_main
+    from sentiment_gru.inference.folder import load_model
+
+    rows = make_rows(200, seed=6)
+    for row in rows[:40]:
+        row["text"] += " :)" if row["label"] == "positive" else " :("
+    files = {"train": write_csv(tmp_path / "train.csv", rows[:160]), "validation": write_csv(tmp_path / "validation.csv", rows[160:])}
+    out = tmp_path / "model"
+    argv = [f"--{s}-file={p}" for s, p in files.items()] + ["--output-dir", str(out), "--lexicon", "--vader-lexicon",
+                                                            "--web-text", *TINY_MODEL_ARGS]
+    assert train_main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["tokenizer"]["vader_lexicon"] is True
+    assert config["model"]["lexicon_categories"] == len(load_lexicon(vader=True).categories)
+    loaded = load_model(out)
+    lexicon = load_lexicon(vader=True)
+    smile = loaded.tokenizer.token_to_id("emosmile")
+    start, end = loaded.model.lexicon_offsets[smile:smile + 2].tolist()
+    assert [lexicon.categories[c] for c in loaded.model.lexicon_ids[start:end]] == ["vader:positive2"]
+    assert loaded.tokenizer.encode("great :)").ids[-1] == smile

@@ -103,17 +103,17 @@ def data_dir() -> Path:
     return Path(given) if given else Path(sys.prefix) / "share" / "sentiment-gru"
 
 
-def locate_archive() -> Path:
-    """Path of the vaderSentiment source archive, checked against its sha256."""
+def locate_archive(what: str = f"the {CORPUS_NAME} corpus") -> Path:
+    """Path of the vaderSentiment source archive, checked against its sha256; `what` names what needs it in the error."""
     folder = data_dir()
     path = folder / ARCHIVE
     fetch = f"make setup (or {DOWNLOAD} {folder})"
     if not path.is_file():
-        raise DataError(f"The {CORPUS_NAME} corpus needs {ARCHIVE} in {folder}/ (or in ${DATA_ENV}). Run: {fetch}.")
+        raise DataError(f"{what[0].upper()}{what[1:]} needs {ARCHIVE} in {folder}/ (or in ${DATA_ENV}). Run: {fetch}.")
     found = sha256_file(path)
     if found != ARCHIVE_SHA256:
-        raise DataError(f"{path} has sha256 {found[:16]}..., expected {ARCHIVE_SHA256[:16]}...: not the archive the "
-                        f"{CORPUS_NAME} corpus was built from. Delete it, then run: {fetch}.")
+        raise DataError(f"{path} has sha256 {found[:16]}..., expected {ARCHIVE_SHA256[:16]}...: not the archive "
+                        f"{what} was built from. Delete it, then run: {fetch}.")
     return path
 
 
@@ -227,7 +227,15 @@ def _read_rated(archive: Path) -> dict[str, list[tuple[str, float]]]:
     return found
 
 
-def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path) -> bytes:
+def archive_member(name: str, sha256: str, what: str) -> bytes:
+    """The bytes of file `name` inside the checked vaderSentiment source archive, checked against `sha256`; `what`
+    names what needs it in the error."""
+    path = locate_archive(what)
+    with tarfile.open(path, "r:gz") as archive:
+        return _member(archive, name, sha256, path, what)
+
+
+def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path, what: str = f"the {CORPUS_NAME} corpus") -> bytes:
     """The bytes of file `name` inside `archive` (read from `path`), checked against `sha256`."""
     try:
         handle = archive.extractfile(name)
@@ -236,8 +244,8 @@ def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path) -> byt
         data = None
     found = hashlib.sha256(data).hexdigest() if data is not None else None
     if found != sha256:
-        what = "is missing" if data is None else f"has sha256 {found[:16]}..., expected {sha256[:16]}..."
-        raise DataError(f"{path}: {name} {what}: not the archive the {CORPUS_NAME} corpus was built from. "
+        problem = "is missing" if data is None else f"has sha256 {found[:16]}..., expected {sha256[:16]}..."
+        raise DataError(f"{path}: {name} {problem}: not the archive {what} was built from. "
                         f"Delete it, then run: make setup (or {DOWNLOAD} {path.parent}).")
     return data
 

