@@ -183,6 +183,7 @@ def test_a_model_with_the_vader_lexicon_keeps_its_categories_in_its_weights(tmp_
     assert train_main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["tokenizer"]["vader_lexicon"] is True
+    assert "(VADER 3.3.2 valences among their categories)" in (out / "README.md").read_text()
     assert config["model"]["lexicon_categories"] == len(load_lexicon(vader=True).categories)
     loaded = load_model(out)
     lexicon = load_lexicon(vader=True)

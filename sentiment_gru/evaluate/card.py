@@ -94,6 +94,7 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
         f"- Tokenizer: {tokenizer.get('kind', '-').upper()} {'of the parent' if parent else 'trained on the train split'}, "
         f"vocabulary {model.get('vocab_size', 0):,}"
         f"{', with English lexicon words as whole tokens' if tokenizer.get('lexicon') else ''}"
+        f"{' (VADER 3.3.2 valences among their categories)' if tokenizer.get('vader_lexicon') else ''}"
         f"{', web text normalised (`--web-text`: URLs, mentions, emoticons and emoji as words)' if tokenizer.get('web_text') else ''}; "
         f"{_length_rule(tokenizer)}.",
         f"- Model: embedding {model.get('embedding_dim')}, hidden {model.get('hidden_size')} × {model.get('num_layers')} layers, "
