@@ -76,6 +76,7 @@ ARCHIVE = "vaderSentiment-3.3.2.tar.gz"
 ARCHIVE_SHA256 = "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9"
 DATA_ENV = "SENTIMENT_GRU_DATA"  # a folder holding ARCHIVE, in place of the environment's share/sentiment-gru/
 DOWNLOAD = "pip download --no-binary :all: --no-deps vaderSentiment==3.3.2 -d"
+NEEDED_BY = f"the {CORPUS_NAME} corpus"  # what the archive's errors name when the corpus reads it (the lexicon names itself)
 RATINGS_MEMBER = "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz"
 RATINGS_SHA256 = "d5bb07d87474b3eb8d30b4deccbc23f19d742a6c5718fbacc65485b70b95c5fa"
 # domain -> its file inside RATINGS_MEMBER (rows of id, mean rating and text, tab-separated) and the file's sha256
@@ -103,7 +104,7 @@ def data_dir() -> Path:
     return Path(given) if given else Path(sys.prefix) / "share" / "sentiment-gru"
 
 
-def locate_archive(what: str = f"the {CORPUS_NAME} corpus") -> Path:
+def locate_archive(what: str = NEEDED_BY) -> Path:
     """Path of the vaderSentiment source archive, checked against its sha256; `what` names what needs it in the error."""
     folder = data_dir()
     path = folder / ARCHIVE
@@ -235,7 +236,7 @@ def archive_member(name: str, sha256: str, what: str) -> bytes:
         return _member(archive, name, sha256, path, what)
 
 
-def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path, what: str = f"the {CORPUS_NAME} corpus") -> bytes:
+def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path, what: str = NEEDED_BY) -> bytes:
     """The bytes of file `name` inside `archive` (read from `path`), checked against `sha256`."""
     try:
         handle = archive.extractfile(name)
