@@ -31,6 +31,7 @@ CORPUS_WITH_DATA = "--corpus names a built-in corpus, read when no --dataset or 
 MAX_VOCAB_SIZE = 1_000_000
 MAX_SEQUENCE_LENGTH = 10_000
 MAX_BATCH_SIZE = 65_536
+VECTOR_DIM = 256  # width of the word vectors --word-vectors starts from (sentiment_gru.text.vectors)
 # Numbers in a model's weights and buffers, all ensemble members together: 1 GiB in float32. Within each option's own
 # bounds, sizes multiply (hidden 4,096 x 16 layers x 32 members is hundreds of GB); this caps the product, for a run
 # and for a model folder read from elsewhere alike.
@@ -284,6 +285,9 @@ class TrainConfig:
     init_from: str | None = option(None, "start from a trained model (a model folder or a hub id owner/name): its tokenizer, "
                                          "embedding and GRU, and its classifier head when the labels match by name; the "
                                          "architecture options are the parent's")
+    word_vectors: bool = option(False, "start the token vectors from word vectors learned on other text (WordLlama's 256-d "
+                                       "token embeddings, from the wordllama wheel; sentiment_gru.text.vectors) instead of "
+                                       "random ones: words a small training set seldom uses start near words of like meaning")
     class_weight: str | None = option(None, "weigh each label in the training loss: balanced (n_samples / (n_classes * count), "
                                             "as scikit-learn) or label=weight,... (labels as in the data; others weigh 1)")
 
@@ -404,6 +408,12 @@ class RunConfig:
         if train.class_weight == "balanced" and data.streaming:
             raise ConfigError("--class-weight balanced counts the labels of the train split, which --streaming does not hold: give "
                               "the weights by name (e.g. --class-weight negative=1,positive=2) or drop --streaming.")
+        if train.word_vectors and train.init_from is not None:
+            raise ConfigError("--word-vectors starts the embedding from word vectors, --init-from from the parent's: drop one.")
+        widths = {"--embedding-dim": self.model.embedding_dim, "--student-embedding-dim": train.student_embedding_dim}
+        too_wide = [flag for flag, width in widths.items() if width > VECTOR_DIM]
+        if train.word_vectors and too_wide:
+            raise ConfigError(f"--word-vectors gives {VECTOR_DIM} dimensions: set {too_wide[0]} to {VECTOR_DIM} or less.")
         if train.init_from is not None and sized:
             raise ConfigError(f"With --init-from the student starts from the parent, so it has the parent's sizes: drop "
                               f"{', '.join('--' + n.replace('_', '-') for n in sized)}.")

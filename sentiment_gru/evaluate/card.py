@@ -107,6 +107,9 @@ def _body(config: dict[str, Any], metrics: dict[str, Any], name: str) -> list[st
     if parent:
         trained.insert(1, f"- Started from: {parent['name']} (`--init-from {parent['init_from']}`): its tokenizer, embedding and GRU; "
                           f"classifier head: {parent['head']}.")
+    if train.get("word_vectors"):
+        trained.insert(2, "- Token vectors started from WordLlama's 256-d token embeddings (`--word-vectors`; wordllama 0.4.0.post1, "
+                          "MIT licence), projected onto the embedding's width, then trained.")
     if config.get("class_weights"):
         trained.append("- Class weights in the loss (`--class-weight " + config.get("train", {}).get("class_weight", "") + "`): "
                        + ", ".join(f"{k} {v:.3g}" for k, v in config["class_weights"].items()) + ".")

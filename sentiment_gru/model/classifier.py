@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -120,6 +121,22 @@ def build_model(config: ModelConfig, lexicon: tuple[torch.Tensor, torch.Tensor] 
         if token_rows is not None:
             member.token_rows.copy_(token_rows)
     return model
+
+
+def start_from_vectors(model: nn.Module, vectors: np.ndarray) -> None:
+    """Set every member's token vectors to `vectors` [vocab_size, embedding_dim] (row i for token id i). With learned
+    rows for seen tokens only (`embedding_rows`), each row takes its token's vector and row 0 stays zero."""
+    table = torch.as_tensor(vectors, dtype=torch.float32)
+    with torch.no_grad():
+        for member in members(model):
+            weight = member.embedding.weight
+            if member.config.embedding_rows:
+                rows = member.token_rows
+                seen = rows > 0
+                weight[rows[seen]] = table[seen].to(weight.device)
+            else:
+                weight.copy_(table.to(weight.device))
+                weight[member.config.pad_id].zero_()
 
 
 def members(model: nn.Module) -> list[GRUClassifier]:

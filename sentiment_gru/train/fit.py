@@ -22,10 +22,11 @@ from ..data.batching import HeldBatches, StreamBatches, TokenIds, batched_logits
 from ..data.load import LoadedData
 from ..errors import TrainingError
 from ..metrics import accuracy_and_macro_f1
-from ..model.classifier import build_model, members
+from ..model.classifier import build_model, members, start_from_vectors
 from ..model.kernels import reusing_freed_memory
 from ..text.lexicon import Lexicon, lexicon_table, load_lexicon
 from ..text.tokenizer import PAD_ID, TextEncoder, encode_dataset, for_training, train_tokenizer
+from ..text.vectors import token_vectors
 from .checkpoint import Checkpoints
 from .classify import ClassifierTask, class_weights
 from .distill import DistilledBatches, best_member, build_student
@@ -110,6 +111,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
     if student is not None:
         if parent is not None:
             start_from(student, parent, data.label_names)
+        elif tcfg.word_vectors:
+            start_from_vectors(student, token_vectors(tokenizer, student_config.embedding_dim))
         student.to(device)
     stages = classifiers + ([student] if student is not None else [])  # trained one after the other, each checkpointed
     run_state = resumed if resumed is not None else RunState(tokenizer=tokenizer.to_str())
@@ -217,12 +220,17 @@ def _model(config: RunConfig, num_classes: int, tokenizer, lexicon: Lexicon | No
         ids, offsets = lexicon_table(tokenizer, lexicon)
         table = (torch.from_numpy(ids), torch.from_numpy(offsets))
         derived.update(lexicon_categories=len(lexicon.categories), lexicon_entries=len(ids))
-        if train_ids is not None:  # a streamed split is not counted: every token keeps a row of its own
+        # a streamed split is not counted, and with word vectors a token training never reaches still has a vector worth
+        # keeping (where words of like meaning are): in both cases every token keeps a row of its own
+        if train_ids is not None and not config.train.word_vectors:
             rows = _seen_token_rows(train_ids.token_counts(derived["vocab_size"]))
             token_rows = torch.from_numpy(rows)
             derived["embedding_rows"] = int(rows.max()) + 1
     model_config = ModelConfig(**{**config.model.__dict__, **derived})
-    return model_config, build_model(model_config, lexicon=table, token_rows=token_rows)
+    model = build_model(model_config, lexicon=table, token_rows=token_rows)
+    if config.train.word_vectors:
+        start_from_vectors(model, token_vectors(tokenizer, model_config.embedding_dim))
+    return model_config, model
 
 
 def _model_from(parent: Parent, config: RunConfig, label_names: list[str]) -> tuple[ModelConfig, nn.Module]:
