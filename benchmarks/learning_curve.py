@@ -1,5 +1,5 @@
-"""Accuracy against training-set size: the GRU from scratch, the GRU started from a trained model (--init-from),
-TF-IDF + logistic regression and NBSVM, trained on the same draws and scored on the same rows.
+"""Accuracy against training-set size: the GRU from scratch, from word vectors learned elsewhere (--word-vectors) and
+started from a trained model (--init-from), TF-IDF + logistic regression and NBSVM, trained on the same draws and scored on the same rows.
 
 The data is a CSV, TSV, JSON, JSON Lines or Parquet file, or a folder with train/validation/test files. The scored
 rows are its test split (else its validation split: given, or a seeded, stratified 10% carved from the file); the draws
@@ -32,15 +32,18 @@ from .accuracy import summary
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZES = (250, 500, 1000, 2000, None)  # None: every row of the pool
-MODELS = {"scratch": "BiGRU from scratch", "fine_tuned": "BiGRU started from the parent", "tfidf": "TF-IDF + logistic regression",
-          "nbsvm": "NBSVM"}
+MODELS = {"scratch": "BiGRU from scratch", "vectors": "BiGRU from word vectors (--word-vectors)",
+          "fine_tuned": "BiGRU started from the parent", "tfidf": "TF-IDF + logistic regression", "nbsvm": "NBSVM"}
+STARTS = ("scratch", "vectors", "fine_tuned")  # how a GRU run starts: random weights, WordLlama's vectors, the parent
 
 
-def recipe(train_size: int, fine_tune: bool) -> dict[str, dict[str, Any]]:
-    """The training options (configuration sections) of a GRU trained on `train_size` labelled texts, from scratch or
-    started from a parent (`fine_tune`). The one place that says which recipe runs at which size."""
+def recipe(train_size: int, start: str) -> dict[str, dict[str, Any]]:
+    """The training options (configuration sections) of a GRU trained on `train_size` labelled texts, started as
+    `start` says (one of STARTS). The one place that says which recipe runs at which size."""
     train: dict[str, Any] = {"batch_size": 32 if train_size < 1000 else 64}
-    if fine_tune:
+    if start == "vectors":
+        train["word_vectors"] = True
+    if start == "fine_tuned":
         train["learning_rate"] = 1e-3  # the parent's weights are a good start: move them less than random ones
     return {"train": train}
 
@@ -101,8 +104,8 @@ def draw(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: str | None = None,
         overrides: dict[str, dict[str, Any]] | None = None, progress: bool | None = False) -> dict[str, Any]:
     """Train and score every model at every size (None: the whole pool) for every seed; return each run's figures and
-    their mean and std per model and size. `overrides` are configuration sections added to the from-scratch runs'
-    (e.g. a smaller network for a quick look)."""
+    their mean and std per model and size. `overrides` are configuration sections added to the runs not started from
+    the parent (e.g. a smaller network for a quick look)."""
     pool = load_pool(data)
     counts = sorted({len(pool.labels) if s is None or s > len(pool.labels) else s for s in sizes})
     parent = parent_config(init_from) if init_from is not None else None
@@ -120,9 +123,9 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
                     started = time.perf_counter()
                     found = linear_baseline(texts, labels, pool.scored_texts, pool.scored_labels, kind=kind).metrics
                     runs.append(_row(kind, size, seed, found, time.perf_counter() - started))
-                gru = [("scratch", build_run_config(given, **_merged(recipe(size, False), overrides, seed)))]
+                gru = [(start, build_run_config(given, **_merged(recipe(size, start), overrides, seed))) for start in STARTS[:2]]
                 if parent is not None:
-                    sections = _merged(recipe(size, True), {"train": {"init_from": init_from}}, seed)
+                    sections = _merged(recipe(size, "fine_tuned"), {"train": {"init_from": init_from}}, seed)
                     gru.append(("fine_tuned", build_run_config(given, parent=parent, **sections)))
                 for name, config in gru:
                     log.info("learning curve: %s, %d texts, seed %d", MODELS[name], size, seed)
@@ -140,8 +143,7 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
         "data": pool.description, "labels": pool.label_names, "pool": len(pool.labels),
         "scored": {"split": pool.scored_split, "size": len(pool.scored_labels)}, "sizes": counts, "seeds": seeds,
         "init_from": init_from, "parent": parent_alone,
-        "recipes": {str(size): {"scratch": recipe(size, False), **({"fine_tuned": recipe(size, True)} if parent else {})}
-                    for size in counts},
+        "recipes": {str(size): {start: recipe(size, start) for start in STARTS if start != "fine_tuned" or parent} for size in counts},
         "runs": runs, "summary": figures,
     }
 

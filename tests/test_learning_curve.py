@@ -27,13 +27,14 @@ def test_draws_are_stratified_seeded_and_keep_every_label():
 
 
 def test_the_recipe_is_chosen_by_the_training_set_size():
-    assert learning_curve.recipe(250, fine_tune=False)["train"]["batch_size"] == 32
-    assert learning_curve.recipe(5000, fine_tune=True)["train"] == {"batch_size": 64, "learning_rate": 1e-3}
+    assert learning_curve.recipe(250, "scratch")["train"] == {"batch_size": 32}
+    assert learning_curve.recipe(500, "vectors")["train"] == {"batch_size": 32, "word_vectors": True}
+    assert learning_curve.recipe(5000, "fine_tuned")["train"] == {"batch_size": 64, "learning_rate": 1e-3}
 
 
 def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, monkeypatch):
     recipe = learning_curve.recipe
-    monkeypatch.setattr(learning_curve, "recipe", lambda size, fine_tune: {"train": {**recipe(size, fine_tune)["train"], "epochs": 2}})
+    monkeypatch.setattr(learning_curve, "recipe", lambda size, start: {"train": {**recipe(size, start)["train"], "epochs": 2}})
     folder = tmp_path / "data"
     folder.mkdir()
     write_csv(folder / "train.csv", make_rows(160, seed=41))
@@ -45,15 +46,17 @@ def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, mo
     results = json.loads(output.read_text())["results"]
     assert results["sizes"] == [40, 80] and results["seeds"] == [7] and results["scored"] == {"split": "test", "size": 50}
     assert results["pool"] == 160  # train, with the validation split load_data carved from it
-    assert set(results["summary"]) == {"scratch", "fine_tuned", "tfidf", "nbsvm"}
+    assert set(results["summary"]) == {"scratch", "vectors", "fine_tuned", "tfidf", "nbsvm"}
     assert sorted((r["model"], r["size"]) for r in results["runs"]) == sorted(
-        (m, s) for m in ("scratch", "fine_tuned", "tfidf", "nbsvm") for s in (40, 80))
+        (m, s) for m in ("scratch", "vectors", "fine_tuned", "tfidf", "nbsvm") for s in (40, 80))
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in results["runs"])
     assert results["parent"]["name"] == trained_dir.name and 0.5 <= results["parent"]["accuracy"] <= 1.0
     assert results["recipes"]["40"]["fine_tuned"]["train"] == {"batch_size": 32, "learning_rate": 1e-3, "epochs": 2}
+    assert results["recipes"]["40"]["vectors"]["train"] == {"batch_size": 32, "word_vectors": True, "epochs": 2}
 
     table = output.with_suffix(".md").read_text()
     assert "| model | 40 texts | 80 texts |" in table and "| BiGRU started from the parent |" in table
+    assert "| BiGRU from word vectors (--word-vectors) |" in table
     assert f"| the parent alone ({trained_dir.name}), no training |" in table
     assert "Accuracy on the same 50 rows (test split of" in table and table in capsys.readouterr().out + "\n"
     assert output.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
