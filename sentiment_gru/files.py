@@ -54,6 +54,16 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def checked_member(data: bytes | None, name: str, sha256: str, path: Path, error: type[Exception], what: str, fetch: str) -> bytes:
+    """`data`, the bytes of file `name` read out of the archive at `path` (None: it has no such file), when their sha256
+    is `sha256`; else `error`, saying the archive is `what` and that `fetch` gets it again."""
+    found = hashlib.sha256(data).hexdigest() if data is not None else None
+    if found != sha256:
+        problem = "is missing" if data is None else f"has sha256 {found[:16]}..., expected {sha256[:16]}..."
+        raise error(f"{path}: {name} {problem}: {what}. Delete it, then run: {fetch}.")
+    return data
+
+
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Call `write(tmp)` on a temporary name beside `path`, then rename it into place."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

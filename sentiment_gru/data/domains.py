@@ -47,7 +47,6 @@ from __future__ import annotations
 import bz2
 import csv
 import functools
-import hashlib
 import html
 import io
 import logging
@@ -59,7 +58,7 @@ from pathlib import Path
 
 from ..config import CORPORA, DOMAINS
 from ..errors import DataError
-from ..files import sha256_file
+from ..files import checked_member, sha256_file
 from .corpus import SPLIT_FRACTIONS, load_default_corpus, locate_corpus_file, split_key, stratified_split
 
 log = logging.getLogger(__name__)
@@ -243,12 +242,8 @@ def _member(archive: tarfile.TarFile, name: str, sha256: str, path: Path, what: 
         data = handle.read() if handle is not None else None
     except KeyError:
         data = None
-    found = hashlib.sha256(data).hexdigest() if data is not None else None
-    if found != sha256:
-        problem = "is missing" if data is None else f"has sha256 {found[:16]}..., expected {sha256[:16]}..."
-        raise DataError(f"{path}: {name} {problem}: not the archive {what} was built from. "
-                        f"Delete it, then run: make setup (or {DOWNLOAD} {path.parent}).")
-    return data
+    return checked_member(data, name, sha256, path, DataError, f"not the archive {what} was built from",
+                          f"make setup (or {DOWNLOAD} {path.parent})")
 
 
 def _synopses(path: Path) -> list[str]:

@@ -19,7 +19,6 @@ holds no more than before.
 from __future__ import annotations
 
 import functools
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 from ..config import VECTOR_DIM as DIM
 from ..data.domains import DATA_ENV, data_dir
 from ..errors import DataError
+from ..files import checked_member
 from .tokenizer import PAD_ID, UNK_ID
 
 PACKAGE = "wordllama==0.4.0.post1"
@@ -98,9 +98,5 @@ def _member(path: Path, name: str, sha256: str) -> bytes:
             data = wheel.read(name)
     except (KeyError, zipfile.BadZipFile, OSError):
         data = None
-    found = hashlib.sha256(data).hexdigest() if data is not None else None
-    if found != sha256:
-        problem = "is missing" if data is None else f"has sha256 {found[:16]}..., expected {sha256[:16]}..."
-        raise DataError(f"{path}: {name} {problem}: not the {PACKAGE} wheel --word-vectors was built on. "
-                        f"Delete it, then run: make setup (or {DOWNLOAD} {path.parent}).")
-    return data
+    return checked_member(data, name, sha256, path, DataError, f"not the {PACKAGE} wheel --word-vectors was built on",
+                          f"make setup (or {DOWNLOAD} {path.parent})")
