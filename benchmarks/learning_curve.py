@@ -123,6 +123,7 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
                     started = time.perf_counter()
                     found = linear_baseline(texts, labels, pool.scored_texts, pool.scored_labels, kind=kind).metrics
                     runs.append(_row(kind, size, seed, found, time.perf_counter() - started))
+                    _log_row(runs[-1])
                 gru = [(start, build_run_config(given, **_merged(recipe(size, start), overrides, seed))) for start in STARTS[:2]]
                 if parent is not None:
                     sections = _merged(recipe(size, "fine_tuned"), {"train": {"init_from": init_from}}, seed)
@@ -132,6 +133,7 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
                     started = time.perf_counter()
                     metrics = train_and_save(config, Path(tmp) / f"{name}-{size}-{seed}", progress=progress)
                     runs.append(_row(name, size, seed, metrics, time.perf_counter() - started))
+                    _log_row(runs[-1])
                     if "parent" in metrics and "accuracy" in metrics["parent"]:
                         parent_alone = {k: metrics["parent"][k] for k in ("name", "accuracy", "macro_f1")}
                         parent_alone.update({k: v for k, v in metrics["parent"].items() if k == "label_subset"})
@@ -206,6 +208,12 @@ def _merged(sections: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]
 def _row(model: str, size: int, seed: int, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
     return {"model": model, "size": size, "seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "seconds": seconds}
+
+
+def _log_row(row: dict[str, Any]) -> None:
+    """One line per finished run, so a long curve shows its figures as it goes."""
+    log.info("learning curve: %s, %d texts, seed %d: accuracy %.4f, macro-F1 %.4f (%.0f s)", MODELS[row["model"]], row["size"],
+             row["seed"], row["accuracy"], row["macro_f1"], row["seconds"])
 
 
 def _write_rows(path: Path, texts: list[str], labels: np.ndarray, names: list[str]) -> Path:

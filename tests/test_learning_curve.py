@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def test_the_recipe_is_chosen_by_the_training_set_size():
     assert learning_curve.recipe(5000, "fine_tuned")["train"] == {"batch_size": 64, "learning_rate": 1e-3}
 
 
-def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, monkeypatch):
+def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger=learning_curve.__name__)
     recipe = learning_curve.recipe
     monkeypatch.setattr(learning_curve, "recipe", lambda size, start: {"train": {**recipe(size, start)["train"], "epochs": 2}})
     folder = tmp_path / "data"
@@ -50,6 +52,9 @@ def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, mo
     assert sorted((r["model"], r["size"]) for r in results["runs"]) == sorted(
         (m, s) for m in ("scratch", "vectors", "fine_tuned", "tfidf", "nbsvm") for s in (40, 80))
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in results["runs"])
+    first = next(r for r in results["runs"] if r["model"] == "vectors")
+    assert (f"learning curve: BiGRU from word vectors (--word-vectors), {first['size']} texts, seed 7: accuracy "
+            f"{first['accuracy']:.4f}") in caplog.text
     assert results["parent"]["name"] == trained_dir.name and 0.5 <= results["parent"]["accuracy"] <= 1.0
     assert results["recipes"]["40"]["fine_tuned"]["train"] == {"batch_size": 32, "learning_rate": 1e-3, "epochs": 2}
     assert results["recipes"]["40"]["vectors"]["train"] == {"batch_size": 32, "word_vectors": True, "epochs": 2}
