@@ -107,6 +107,32 @@ def test_unseen_words_are_their_categories_alone_and_survive_save_load(lexicon_m
     assert torch.equal(vectors[3], torch.zeros_like(vectors[3]))
 
 
+def test_index_tables_are_stored_as_int32_and_int64_folders_still_load(lexicon_model, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from sentiment_gru.files import MANIFEST_FILE, sha256_file
+    from sentiment_gru.inference.folder import load_model
+
+    stored = load_file(lexicon_model / "model.safetensors")
+    tables = ("lexicon_ids", "lexicon_offsets", "token_rows")
+    assert {stored[name].dtype for name in tables} == {torch.int32}
+    # a folder as earlier versions wrote it, its tables in int64, gives the same outputs
+    older = tmp_path / "older"
+    shutil.copytree(lexicon_model, older)
+    save_file({name: t.long() if name in tables else t for name, t in stored.items()}, older / "model.safetensors")
+    manifest = json.loads((older / MANIFEST_FILE).read_text())
+    manifest["files"]["model.safetensors"] = sha256_file(older / "model.safetensors")
+    (older / MANIFEST_FILE).write_text(json.dumps(manifest))
+    assert load_file(older / "model.safetensors")["lexicon_ids"].dtype == torch.int64
+    new, old = load_model(lexicon_model), load_model(older)
+    ids = torch.tensor([new.tokenizer.encode("a superb, not dull film").ids])
+    with torch.no_grad():
+        assert torch.equal(new.model(ids, torch.tensor([ids.shape[1]])), old.model(ids, torch.tensor([ids.shape[1]])))
+    assert old.model.lexicon_ids.dtype == torch.int32
+
+
 def test_lexicon_gradients_are_the_same_run_after_run():
     from sentiment_gru.config import ModelConfig
     from sentiment_gru.model.classifier import GRUClassifier

@@ -12,6 +12,11 @@ from torch import nn
 from ..config import ModelConfig
 from .encoder import BiGRUEncoder
 
+# The dtype of the index tables stored with the weights (token -> row, token -> lexicon categories): half the bytes
+# of int64, which a model with the lexicon's ~145,000 entries and word vectors' every-token rows feels in its size;
+# folders written with int64 tables load into them unchanged (load_state_dict copies across dtypes).
+INDEX_DTYPE = torch.int32
+
 
 class TokenDropout(nn.Module):
     """Drops whole token vectors (all features of a token at once) during training."""
@@ -35,15 +40,15 @@ class GRUClassifier(nn.Module):
         if config.embedding_rows:
             # token id -> its learned row; tokens never seen in training share row 0, which stays zero
             self.embedding = nn.Embedding(config.embedding_rows, config.embedding_dim, padding_idx=0)
-            self.register_buffer("token_rows", torch.zeros(config.vocab_size, dtype=torch.long))
+            self.register_buffer("token_rows", torch.zeros(config.vocab_size, dtype=INDEX_DTYPE))
         else:
             self.embedding = nn.Embedding(config.vocab_size, config.embedding_dim, padding_idx=config.pad_id)
         if config.lexicon_categories:
             # a token's vector gains the mean of its lexicon categories' vectors (sentiment_gru.text.lexicon);
             # token i's categories are lexicon_ids[lexicon_offsets[i]:lexicon_offsets[i + 1]]
             self.categories = nn.Embedding(config.lexicon_categories, config.embedding_dim)
-            self.register_buffer("lexicon_ids", torch.zeros(config.lexicon_entries, dtype=torch.long))
-            self.register_buffer("lexicon_offsets", torch.zeros(config.vocab_size + 1, dtype=torch.long))
+            self.register_buffer("lexicon_ids", torch.zeros(config.lexicon_entries, dtype=INDEX_DTYPE))
+            self.register_buffer("lexicon_offsets", torch.zeros(config.vocab_size + 1, dtype=INDEX_DTYPE))
         self.token_dropout = TokenDropout(config.embedding_dropout)
         self.encoder = BiGRUEncoder(
             config.embedding_dim, config.hidden_size, config.num_layers, dropout=config.dropout if config.num_layers > 1 else 0.0,
@@ -63,14 +68,14 @@ class GRUClassifier(nn.Module):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token vectors [*ids.shape, embedding_dim]: the learned row, plus the lexicon part when there is one."""
-        x = self.embedding(self.token_rows[ids] if self.config.embedding_rows else ids)
+        x = self.embedding(self.token_rows[ids].long() if self.config.embedding_rows else ids)
         if not self.config.lexicon_categories:
             return x
         unique, inverse = torch.unique(ids, return_inverse=True)  # only the batch's tokens: [u], ids.shape
-        starts = self.lexicon_offsets[unique]
-        counts = self.lexicon_offsets[unique + 1] - starts  # categories per token, 0 for most
+        starts = self.lexicon_offsets[unique].long()
+        counts = self.lexicon_offsets[unique + 1].long() - starts  # categories per token, 0 for most
         bag_starts = torch.cumsum(counts, 0) - counts
-        flat = self.lexicon_ids[torch.repeat_interleave(starts - bag_starts, counts) + torch.arange(int(counts.sum()), device=ids.device)]
+        flat = self.lexicon_ids[torch.repeat_interleave(starts - bag_starts, counts) + torch.arange(int(counts.sum()), device=ids.device)].long()
         table = F.embedding_bag(flat, self.categories.weight, bag_starts, mode="mean")  # [u, embedding_dim]; empty bags are zero
         return x + F.embedding(inverse, table)  # table[inverse], but its CPU backward sums in a fixed order
 
