@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -84,6 +86,14 @@ def steps(request, monkeypatch):
     else:
         monkeypatch.setattr(encoder_module, "_kernels_for", lambda gi, w_hh: None)
     return request.param
+
+
+def relist(folder: Path, *names: str) -> None:
+    """Put each named file's current sha256 into the folder's MANIFEST.json (what a publisher who edits a folder does)."""
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    for name in names:
+        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
 
 
 def pytest_addoption(parser):

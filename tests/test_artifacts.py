@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
 import pytest
+from conftest import relist
 
 from sentiment_gru.inference.folder import load_model, save_atomically
 from sentiment_gru.errors import ArtifactsError
@@ -63,13 +63,11 @@ def test_changed_file_fails_its_checksum(trained_dir, tmp_path):
 
 def test_config_is_checked_against_the_tokenizer_and_labels(trained_dir, tmp_path):
     copy = _copy(trained_dir, tmp_path)
-    manifest = json.loads((copy / "MANIFEST.json").read_text())
     config = json.loads((copy / "config.json").read_text())
 
     def rewrite(cfg):  # as anyone who edits a folder can: the new file's checksum goes into the manifest
         (copy / "config.json").write_text(json.dumps(cfg))
-        manifest["files"]["config.json"] = hashlib.sha256((copy / "config.json").read_bytes()).hexdigest()
-        (copy / "MANIFEST.json").write_text(json.dumps(manifest))
+        relist(copy, "config.json")
 
     rewrite({**config, "format_version": 99})
     with pytest.raises(ArtifactsError, match=r"format_version 99 is not 1"):

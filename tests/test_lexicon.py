@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MODEL_ARGS, make_rows, write_csv
+from conftest import TINY_MODEL_ARGS, make_rows, relist, write_csv
 
 from sentiment_gru.text import lexicon as lexicon_module
 from sentiment_gru.config import TokenizerConfig
@@ -112,7 +112,6 @@ def test_index_tables_are_stored_as_int32_and_int64_folders_still_load(lexicon_m
 
     from safetensors.torch import load_file, save_file
 
-    from sentiment_gru.files import MANIFEST_FILE, sha256_file
     from sentiment_gru.inference.folder import load_model
 
     stored = load_file(lexicon_model / "model.safetensors")
@@ -122,9 +121,7 @@ def test_index_tables_are_stored_as_int32_and_int64_folders_still_load(lexicon_m
     older = tmp_path / "older"
     shutil.copytree(lexicon_model, older)
     save_file({name: t.long() if name in tables else t for name, t in stored.items()}, older / "model.safetensors")
-    manifest = json.loads((older / MANIFEST_FILE).read_text())
-    manifest["files"]["model.safetensors"] = sha256_file(older / "model.safetensors")
-    (older / MANIFEST_FILE).write_text(json.dumps(manifest))
+    relist(older, "model.safetensors")
     assert load_file(older / "model.safetensors")["lexicon_ids"].dtype == torch.int64
     new, old = load_model(lexicon_model), load_model(older)
     ids = torch.tensor([new.tokenizer.encode("a superb, not dull film").ids])

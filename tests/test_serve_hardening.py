@@ -5,7 +5,6 @@ idle, slow and oversized connections are closed by their deadlines; work for a c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import relist
 
 from benchmarks.server import ServerProcess, free_port
 from sentiment_gru.serve.command import serve_main
@@ -78,12 +78,6 @@ def _post(url: str, path: str, payload, **kwargs) -> httpx.Response:
     return httpx.post(url + path, json=payload, timeout=60, **kwargs)
 
 
-def _relist(folder: Path, name: str) -> None:
-    manifest = json.loads((folder / "MANIFEST.json").read_text())
-    manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
-
-
 # ---------------------------------------------------------------- issue cases 1, 4 and 5: what a loaded folder does
 
 
@@ -116,7 +110,7 @@ def test_a_request_the_model_raises_on_fails_alone_and_the_service_goes_on(expor
     tokenizer["normalizer"] = {"type": "Sequence", "normalizers": [
         {"type": "Replace", "pattern": {"Regex": HOSTILE_REGEX}, "content": " "}, tokenizer["normalizer"]]}
     (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
-    _relist(folder, "tokenizer.json")
+    relist(folder, "tokenizer.json")
     with PatchedServer(["--artifacts", str(folder), "--backend", "onnx", "--max-wait-ms", "300"], ALLOW_HOSTILE_TOKENIZER) as server:
         with ThreadPoolExecutor(3) as pool:  # a good request and the bad one share a batch (they wait 300 ms for company)
             good = pool.submit(_post, server.url, "/predict", {"inputs": TEXTS})

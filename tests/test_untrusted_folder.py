@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_MODEL_ARGS, make_rows, write_csv
+from conftest import TINY_MODEL_ARGS, make_rows, relist, write_csv
 from sentiment_gru import SentimentClassifier
 from sentiment_gru.cli import predict_main, train_main
 from sentiment_gru.config import MAX_MODEL_VALUES, ModelConfig, SavedConfig
@@ -48,19 +48,11 @@ def folder(exported_dir, tmp_path) -> Path:
     return copy
 
 
-def _list(folder: Path, *names: str) -> None:
-    """Put each file's current sha256 into MANIFEST.json (what a publisher who edits a folder does)."""
-    manifest = json.loads((folder / "MANIFEST.json").read_text())
-    for name in names:
-        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
-    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
-
-
 def _edit_json(folder: Path, name: str, edit) -> None:
     value = json.loads((folder / name).read_text())
     edit(value)
     (folder / name).write_text(json.dumps(value))
-    _list(folder, name)
+    relist(folder, name)
 
 
 def _one_line_error(argv: list[str], capsys) -> str:
@@ -77,7 +69,7 @@ def test_a_card_linked_to_an_outside_file_is_refused(folder, secret, capsys):
     """Issue case 1: README.md a link to a file outside; listed with that file's checksum."""
     (folder / "README.md").unlink()
     (folder / "README.md").symlink_to(secret)
-    _list(folder, "README.md")
+    relist(folder, "README.md")
     for backend in ("onnx", "torch"):
         with pytest.raises(ArtifactsError, match=r"README\.md: links outside the model folder; the folder is not safe to read"):
             SentimentClassifier.from_pretrained(folder, backend=backend)
@@ -112,7 +104,7 @@ def test_an_unlisted_link_is_never_read_nor_copied(folder, secret, tmp_path):
 def test_save_pretrained_refuses_a_listed_link(folder, secret, tmp_path):
     """Issue case 2: `ln -s ~/.ssh/id_rsa DIR/notes.txt`, listed: the folder does not load, so nothing is written."""
     (folder / "notes.txt").symlink_to(secret)
-    _list(folder, "notes.txt")
+    relist(folder, "notes.txt")
     with pytest.raises(ArtifactsError, match=r"notes\.txt: links outside the model folder"):
         SentimentClassifier.from_pretrained(folder).save_pretrained(tmp_path / "published")
     assert not (tmp_path / "published").exists()
@@ -121,7 +113,7 @@ def test_save_pretrained_refuses_a_listed_link(folder, secret, tmp_path):
 def test_a_link_inside_the_folder_is_read_as_its_target(folder, tmp_path):
     """A link that stays inside the folder resolves there, and a copy holds a regular file."""
     (folder / "card.md").symlink_to("README.md")
-    _list(folder, "card.md")
+    relist(folder, "card.md")
     SentimentClassifier.from_pretrained(folder).save_pretrained(tmp_path / "published")
     copied = tmp_path / "published" / "card.md"
     assert not copied.is_symlink() and copied.read_text() == (folder / "README.md").read_text()
@@ -315,14 +307,14 @@ def test_a_graph_without_its_configuration_is_refused(folder, capsys):
     config = json.loads(next(p.value for p in graph.metadata_props if p.key == "config"))
     del graph.metadata_props[:]
     onnx.save(graph, str(folder / "model.onnx"))
-    _list(folder, "model.onnx")
+    relist(folder, "model.onnx")
     with pytest.raises(ArtifactsError, match=r"model\.onnx: has no model configuration in its metadata \(\"config\"\)"):
         SentimentClassifier.from_pretrained(folder, backend="onnx")
     assert "has no model configuration" in _one_line_error(["--artifacts", str(folder), "--backend", "onnx", "fine"], capsys)
 
     onnx.helper.set_model_props(graph, {"config": json.dumps({**config, "num_layers": config["num_layers"] + 1})})
     onnx.save(graph, str(folder / "model.onnx"))
-    _list(folder, "model.onnx")
+    relist(folder, "model.onnx")
     with pytest.raises(ArtifactsError, match=r"model\.onnx: exported from another model than config\.json describes \(num_layers differ\)"):
         SentimentClassifier.from_pretrained(folder, backend="onnx")
 
