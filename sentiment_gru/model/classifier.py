@@ -68,7 +68,7 @@ class GRUClassifier(nn.Module):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token vectors [*ids.shape, embedding_dim]: the learned row, plus the lexicon part when there is one."""
-        x = self.embedding(self.token_rows[ids].long() if self.config.embedding_rows else ids)
+        x = self.embedding(self.token_rows[ids] if self.config.embedding_rows else ids)  # int32 rows index as well
         if not self.config.lexicon_categories:
             return x
         unique, inverse = torch.unique(ids, return_inverse=True)  # only the batch's tokens: [u], ids.shape
