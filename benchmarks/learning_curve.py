@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_gru.config import DataConfig, build_run_config
+from sentiment_gru.config import PRESETS, DataConfig, build_run_config
 from sentiment_gru.data.load import load_data
 from sentiment_gru.data.tables import FILE_FORMATS
 from sentiment_gru.errors import DataError
@@ -35,17 +35,29 @@ DEFAULT_SIZES = (250, 500, 1000, 2000, None)  # None: every row of the pool
 MODELS = {"scratch": "BiGRU from scratch", "vectors": "BiGRU from word vectors (--word-vectors)",
           "fine_tuned": "BiGRU started from the parent", "tfidf": "TF-IDF + logistic regression", "nbsvm": "NBSVM"}
 STARTS = ("scratch", "vectors", "fine_tuned")  # how a GRU run starts: random weights, WordLlama's vectors, the parent
+# Long texts (reviews, not sentences): 256 tokens from a text's start leave out the end, where a review's verdict
+# usually is. Past LONG_WORDS words (about 200 tokens) at the median, a run reads as the `reviews` preset does: its
+# first 384 and last 128 tokens in training, nearly all of it (first 896, last 128) in evaluation and prediction.
+LONG_WORDS = 150
+LONG_READING = {name: PRESETS["reviews"]["tokenizer"][name] for name in ("max_length", "tail_tokens", "predict_length")}
 
 
-def recipe(train_size: int, start: str) -> dict[str, dict[str, Any]]:
+def recipe(train_size: int, start: str, long_texts: bool = False) -> dict[str, dict[str, Any]]:
     """The training options (configuration sections) of a GRU trained on `train_size` labelled texts, started as
-    `start` says (one of STARTS). The one place that says which recipe runs at which size."""
+    `start` says (one of STARTS), on long texts or not (`reads_long`). The one place that says which recipe runs at
+    which size. Chosen on validation rows carved from the pools, 3 seeds (docs/results.md): a fine-tune moves the
+    parent's weights at 1e-3 on sentences, at the train command's 3e-3 on long texts."""
     train: dict[str, Any] = {"batch_size": 32 if train_size < 1000 else 64}
     if start == "vectors":
         train["word_vectors"] = True
-    if start == "fine_tuned":
+    if start == "fine_tuned" and not long_texts:
         train["learning_rate"] = 1e-3  # the parent's weights are a good start: move them less than random ones
-    return {"train": train}
+    return {"train": train, **({"tokenizer": dict(LONG_READING)} if long_texts else {})}
+
+
+def reads_long(texts: list[str]) -> bool:
+    """Whether texts are long enough to read as the `reviews` preset does: half of them past LONG_WORDS words."""
+    return bool(texts) and float(np.median([len(text.split()) for text in texts])) > LONG_WORDS
 
 
 @dataclass
@@ -109,6 +121,7 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
     pool = load_pool(data)
     counts = sorted({len(pool.labels) if s is None or s > len(pool.labels) else s for s in sizes})
     parent = parent_config(init_from) if init_from is not None else None
+    long_texts = reads_long(pool.texts)
     runs: list[dict[str, Any]] = []
     parent_alone = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,9 +137,9 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
                     found = linear_baseline(texts, labels, pool.scored_texts, pool.scored_labels, kind=kind).metrics
                     runs.append(_row(kind, size, seed, found, time.perf_counter() - started))
                     _log_row(runs[-1])
-                gru = [(start, build_run_config(given, **_merged(recipe(size, start), overrides, seed))) for start in STARTS[:2]]
+                gru = [(start, build_run_config(given, **_merged(recipe(size, start, long_texts), overrides, seed))) for start in STARTS[:2]]
                 if parent is not None:
-                    sections = _merged(recipe(size, "fine_tuned"), {"train": {"init_from": init_from}}, seed)
+                    sections = _merged(recipe(size, "fine_tuned", long_texts), {"train": {"init_from": init_from}}, seed)
                     gru.append(("fine_tuned", build_run_config(given, parent=parent, **sections)))
                 for name, config in gru:
                     log.info("learning curve: %s, %d texts, seed %d", MODELS[name], size, seed)
@@ -144,8 +157,8 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
     return {
         "data": pool.description, "labels": pool.label_names, "pool": len(pool.labels),
         "scored": {"split": pool.scored_split, "size": len(pool.scored_labels)}, "sizes": counts, "seeds": seeds,
-        "init_from": init_from, "parent": parent_alone,
-        "recipes": {str(size): {start: recipe(size, start) for start in STARTS if start != "fine_tuned" or parent} for size in counts},
+        "init_from": init_from, "parent": parent_alone, "long_texts": long_texts,
+        "recipes": {str(size): {start: recipe(size, start, long_texts) for start in STARTS if start != "fine_tuned" or parent} for size in counts},
         "runs": runs, "summary": figures,
     }
 
@@ -162,9 +175,13 @@ def format_table(results: dict[str, Any]) -> str:
         alone = f"{parent['accuracy']:.4f}"
         lines.append(f"| the parent alone ({parent['name']}), no training | {' | '.join([alone] * len(sizes))} |")
     n = len(results["seeds"])
-    notes = [f"Accuracy on the same {results['scored']['size']:,} rows ({results['scored']['split']} split of {results['data']}), "
-             f"mean ± std over {n} seed{'s' if n > 1 else ''} of the draw and the training. "
-             f"Baselines: {BASELINES['tfidf']}; {BASELINES['nbsvm']}."]
+    notes = [(f"Accuracy on the same {results['scored']['size']:,} rows ({results['scored']['split']} split of {results['data']}), "
+              f"mean ± std over {n} seed{'s' if n > 1 else ''} of the draw and the training. "
+              f"Baselines: {BASELINES['tfidf']}; {BASELINES['nbsvm']}.")]
+    if results.get("long_texts"):
+        notes.append(f"Long texts (median over {LONG_WORDS} words): every GRU reads as the reviews preset does, its first "
+                     f"{LONG_READING['max_length'] - LONG_READING['tail_tokens']} and last {LONG_READING['tail_tokens']} "
+                     f"tokens in training, up to {LONG_READING['predict_length']} in scoring.")
     if parent and parent.get("label_subset"):
         notes.append(f"The parent is scored on the data's labels: {parent['label_subset']['rule']}.")
     return "\n".join(lines) + "\n\n" + " ".join(notes)

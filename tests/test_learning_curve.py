@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_rows, write_csv
+
 from benchmarks import learning_curve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
-import benchmark_accuracy  # noqa: E402
+import benchmark_accuracy
 
 
 def test_draws_are_stratified_seeded_and_keep_every_label():
@@ -31,12 +31,24 @@ def test_the_recipe_is_chosen_by_the_training_set_size():
     assert learning_curve.recipe(250, "scratch")["train"] == {"batch_size": 32}
     assert learning_curve.recipe(500, "vectors")["train"] == {"batch_size": 32, "word_vectors": True}
     assert learning_curve.recipe(5000, "fine_tuned")["train"] == {"batch_size": 64, "learning_rate": 1e-3}
+    assert "tokenizer" not in learning_curve.recipe(500, "scratch")  # the train command's reading: 256 tokens from the start
+
+
+def test_long_texts_are_read_as_the_reviews_preset_reads_them():
+    reviews = ["a long review " * 60 + "and the verdict at the end"] * 3  # 186 words each
+    assert learning_curve.reads_long(reviews) and not learning_curve.reads_long(["short and sweet"] * 3 + reviews[:2])
+    assert not learning_curve.reads_long([])
+    for start in learning_curve.STARTS:
+        assert learning_curve.recipe(1000, start, long_texts=True)["tokenizer"] == {"max_length": 512, "tail_tokens": 128,
+                                                                                    "predict_length": 1024}
+    assert learning_curve.recipe(1000, "fine_tuned", long_texts=True)["train"] == {"batch_size": 64}  # 3e-3, as train
 
 
 def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger=learning_curve.__name__)
     recipe = learning_curve.recipe
-    monkeypatch.setattr(learning_curve, "recipe", lambda size, start: {"train": {**recipe(size, start)["train"], "epochs": 2}})
+    monkeypatch.setattr(learning_curve, "recipe",
+                        lambda size, start, long_texts: {"train": {**recipe(size, start, long_texts)["train"], "epochs": 2}})
     folder = tmp_path / "data"
     folder.mkdir()
     write_csv(folder / "train.csv", make_rows(160, seed=41))
@@ -58,6 +70,7 @@ def test_the_learning_curve_command_end_to_end(trained_dir, tmp_path, capsys, ca
     assert results["parent"]["name"] == trained_dir.name and 0.5 <= results["parent"]["accuracy"] <= 1.0
     assert results["recipes"]["40"]["fine_tuned"]["train"] == {"batch_size": 32, "learning_rate": 1e-3, "epochs": 2}
     assert results["recipes"]["40"]["vectors"]["train"] == {"batch_size": 32, "word_vectors": True, "epochs": 2}
+    assert results["long_texts"] is False
 
     table = output.with_suffix(".md").read_text()
     assert "| model | 40 texts | 80 texts |" in table and "| BiGRU started from the parent |" in table
