@@ -39,6 +39,8 @@ STARTS = ("scratch", "vectors", "fine_tuned")  # how a GRU run starts: random we
 # usually is. Past LONG_WORDS words (about 200 tokens) at the median, a run reads as the `reviews` preset does: its
 # first 384 and last 128 tokens in training, nearly all of it (first 896, last 128) in evaluation and prediction.
 LONG_WORDS = 150
+CARVED = "carved"  # the scored split's name in the results when --validation-rows carved it from the pool
+CARVE_SEED = 999  # the rows --validation-rows carves, the same whatever the seeds of the draws
 LONG_READING = {name: PRESETS["reviews"]["tokenizer"][name] for name in ("max_length", "tail_tokens", "predict_length")}
 
 
@@ -97,6 +99,18 @@ def load_pool(config: DataConfig) -> Pool:
                 data.source["description"])
 
 
+def carve(pool: Pool, rows: int) -> Pool:
+    """`pool` scored on `rows` of its own rows (seeded, CARVE_SEED), which no draw then takes: rows to choose a recipe
+    on, without looking at the rows a curve reports."""
+    if not 0 < rows < len(pool.labels):
+        raise DataError(f"--validation-rows {rows}: give a number of rows between 1 and {len(pool.labels) - 1}, the pool's "
+                        f"{len(pool.labels)} rows less at least one to draw from.")
+    order = np.random.default_rng(CARVE_SEED).permutation(len(pool.labels))
+    scored, rest = order[:rows], order[rows:]
+    return Pool([pool.texts[i] for i in rest], pool.labels[rest], [pool.texts[i] for i in scored], pool.labels[scored],
+                CARVED, pool.label_names, pool.description)
+
+
 def draw(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """`size` row numbers of `labels`, stratified (each label's share as in the pool, largest remainders rounded up, and
     at least 2 rows of each label the pool has twice) and seeded, in a shuffled order."""
@@ -114,11 +128,15 @@ def draw(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
 
 
 def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: str | None = None,
-        overrides: dict[str, dict[str, Any]] | None = None, progress: bool | None = False) -> dict[str, Any]:
+        overrides: dict[str, dict[str, Any]] | None = None, progress: bool | None = False,
+        validation_rows: int | None = None, starts: tuple[str, ...] = STARTS) -> dict[str, Any]:
     """Train and score every model at every size (None: the whole pool) for every seed; return each run's figures and
-    their mean and std per model and size. `overrides` are configuration sections added to the runs not started from
-    the parent (e.g. a smaller network for a quick look)."""
+    their mean and std per model and size. `overrides` are configuration sections added to every GRU run's recipe
+    (e.g. a learning rate to try, a smaller network for a quick look); `starts` the GRU runs (of STARTS) to train;
+    with `validation_rows`, the scored rows are that many carved from the pool (`carve`)."""
     pool = load_pool(data)
+    if validation_rows is not None:
+        pool = carve(pool, validation_rows)
     counts = sorted({len(pool.labels) if s is None or s > len(pool.labels) else s for s in sizes})
     parent = parent_config(init_from) if init_from is not None else None
     long_texts = reads_long(pool.texts)
@@ -137,9 +155,11 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
                     found = linear_baseline(texts, labels, pool.scored_texts, pool.scored_labels, kind=kind).metrics
                     runs.append(_row(kind, size, seed, found, time.perf_counter() - started))
                     _log_row(runs[-1])
-                gru = [(start, build_run_config(given, **_merged(recipe(size, start, long_texts), overrides, seed))) for start in STARTS[:2]]
-                if parent is not None:
-                    sections = _merged(recipe(size, "fine_tuned", long_texts), {"train": {"init_from": init_from}}, seed)
+                gru = [(start, build_run_config(given, **_merged(recipe(size, start, long_texts), overrides, seed)))
+                       for start in STARTS[:2] if start in starts]
+                if parent is not None and "fine_tuned" in starts:
+                    sections = _merged(recipe(size, "fine_tuned", long_texts), overrides, seed)
+                    sections["train"]["init_from"] = init_from
                     gru.append(("fine_tuned", build_run_config(given, parent=parent, **sections)))
                 for name, config in gru:
                     log.info("learning curve: %s, %d texts, seed %d", MODELS[name], size, seed)
@@ -157,8 +177,9 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
     return {
         "data": pool.description, "labels": pool.label_names, "pool": len(pool.labels),
         "scored": {"split": pool.scored_split, "size": len(pool.scored_labels)}, "sizes": counts, "seeds": seeds,
-        "init_from": init_from, "parent": parent_alone, "long_texts": long_texts,
-        "recipes": {str(size): {start: recipe(size, start, long_texts) for start in STARTS if start != "fine_tuned" or parent} for size in counts},
+        "init_from": init_from, "parent": parent_alone, "long_texts": long_texts, "options": {name: section for name, section in (overrides or {}).items() if section},
+        "recipes": {str(size): {start: recipe(size, start, long_texts) for start in starts if start != "fine_tuned" or parent}
+                    for size in counts},
         "runs": runs, "summary": figures,
     }
 
@@ -175,9 +196,12 @@ def format_table(results: dict[str, Any]) -> str:
         alone = f"{parent['accuracy']:.4f}"
         lines.append(f"| the parent alone ({parent['name']}), no training | {' | '.join([alone] * len(sizes))} |")
     n = len(results["seeds"])
-    notes = [(f"Accuracy on the same {results['scored']['size']:,} rows ({results['scored']['split']} split of {results['data']}), "
+    notes = [(f"Accuracy on the same {results['scored']['size']:,} rows ({_scored_name(results)} of {results['data']}), "
               f"mean ± std over {n} seed{'s' if n > 1 else ''} of the draw and the training. "
               f"Baselines: {BASELINES['tfidf']}; {BASELINES['nbsvm']}.")]
+    if results.get("options"):
+        given = ", ".join(f"{name}={value}" for section in results["options"].values() for name, value in section.items())
+        notes.append(f"Every GRU run with {given} over the recipe.")
     if results.get("long_texts"):
         notes.append(f"Long texts (median over {LONG_WORDS} words): every GRU reads as the reviews preset does, its first "
                      f"{LONG_READING['max_length'] - LONG_READING['tail_tokens']} and last {LONG_READING['tail_tokens']} "
@@ -207,12 +231,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xticks(sizes, labels=[f"{s:,}" for s in sizes])
     ax.minorticks_off()
     ax.set(title=f"Learning curve: {results['data']}", xlabel="Labelled training texts",
-           ylabel=f"Accuracy ({results['scored']['split']})")
+           ylabel=f"Accuracy ({_scored_name(results)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _scored_name(results: dict[str, Any]) -> str:
+    """Which rows the figures are on: "test split", or "rows carved from the pool"."""
+    split = results["scored"]["split"]
+    return "rows carved from the pool" if split == CARVED else f"{split} split"
 
 
 def _merged(sections: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]] | None, seed: int) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,11 @@ seeded draws of increasing size, all scored on the same rows; writes a Markdown 
     $ python scripts/benchmark_accuracy.py --learning-curve reviews.csv                     # 250, 500, 1,000, 2,000, all
     $ python scripts/benchmark_accuracy.py --learning-curve data/ --sizes 100 300 all --seeds 1 2 --init-from owner/name
 
+Training options of the train command pass through over the recipe to every GRU run; --validation-rows N scores on
+N rows carved from the pool instead of DATA's test split, --starts the GRU runs to train (to try a recipe):
+
+    $ python scripts/benchmark_accuracy.py --learning-curve data/ --validation-rows 500 --starts fine_tuned --learning-rate 2e-3
+
 With --domains, leaves each rated domain of the english-6-domains corpus out of training in turn and scores it:
 negative-vs-positive accuracy and three-class macro-recall of the GRU, VADER and TF-IDF + LR trained on the same
 rows; --in-domain adds one model trained on every domain. Training options pass through to each run; writes a
@@ -46,6 +51,7 @@ from sentiment_gru.cli import training_options
 from sentiment_gru.errors import EXIT_USER_ERROR, UserError
 
 DOMAINS_PROG = "benchmark_accuracy.py --domains"
+CURVE_PROG = "benchmark_accuracy.py --learning-curve"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,13 +79,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     curve.add_argument("--init-from", help="the parent model: a model folder or a hub id (default: artifacts/ when it holds a model)")
     curve.add_argument("--no-parent", action="store_true", help="no GRU started from a parent")
     curve.add_argument("--label-names", help="comma-separated names for integer labels 0..n-1, e.g. negative,positive")
+    curve.add_argument("--validation-rows", type=int, metavar="N",
+                       help="score on N rows carved from the pool (seeded), not DATA's test split: to choose a recipe "
+                            "without looking at the rows a curve reports")
+    curve.add_argument("--starts", nargs="+", choices=learning_curve.STARTS, default=list(learning_curve.STARTS),
+                       help="the GRU runs to train: from scratch, from word vectors, from the parent (default: all)")
     domains = parser.add_argument_group("leave one domain out (any option of the train command, e.g. --preset, --epochs, "
                                         "--max-train-rows, passes through to each run)")
     domains.add_argument("--domains", action="store_true", help="train without each rated domain of the english-6-domains "
                                                                  "corpus in turn and score it, beside VADER and TF-IDF + LR")
     domains.add_argument("--in-domain", action="store_true", help="with --domains, also score each domain with one model trained on all")
     args, rest = parser.parse_known_args(argv)
-    if rest and not args.domains:
+    if rest and not (args.domains or args.learning_curve):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.in_domain and not args.domains:
         parser.error("--in-domain goes with --domains.")
@@ -91,6 +102,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         other = sorted(set(args.data_options) - {"max_train_rows"})
         if other:
             parser.error(f"--domains trains on the english-6-domains corpus: drop {', '.join('--' + n.replace('_', '-') for n in other)}.")
+    if args.learning_curve:  # training options to try over the recipe, in every GRU run
+        preset, data_options, args.sections = training_options(rest, prog=CURVE_PROG)
+        if preset is not None or data_options:
+            given = ["--preset"] * (preset is not None) + ["--" + n.replace("_", "-") for n in data_options]
+            parser.error(f"--learning-curve takes its data from DATA and its options from the recipe and the training "
+                         f"options given: drop {', '.join(given)}.")
+    elif args.validation_rows is not None or args.starts != list(learning_curve.STARTS):
+        parser.error("--validation-rows and --starts go with --learning-curve.")
     args.datasets = args.datasets or ["default", "sst2"] + (["imdb"] if args.imdb else [])
     if args.output is None:
         args.output = Path("learning_curve/learning_curve.json" if args.learning_curve else
@@ -101,6 +120,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"--sizes takes whole numbers or 'all'. Got {' '.join(args.sizes)}.")
     if args.learning_curve and args.init_from is None and not args.no_parent and (Path("artifacts") / "config.json").is_file():
         args.init_from = "artifacts"
+    if args.learning_curve and args.starts == ["fine_tuned"] and (args.no_parent or args.init_from is None):
+        parser.error("--starts fine_tuned trains from a parent: give --init-from DIR|owner/name (and drop --no-parent).")
     return args
 
 
@@ -108,7 +129,8 @@ def _learning_curve(args: argparse.Namespace) -> dict:
     """Run the learning curve; print its table; write the table and the plot beside the JSON file."""
     names = tuple(args.label_names.split(",")) if args.label_names else None
     results = learning_curve.run(learning_curve.data_config(args.learning_curve, names), args.sizes, args.seeds,
-                                 init_from=None if args.no_parent else args.init_from)
+                                 init_from=None if args.no_parent else args.init_from, overrides=args.sections,
+                                 validation_rows=args.validation_rows, starts=tuple(args.starts))
     table = learning_curve.format_table(results)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import pytest
 from conftest import make_rows, write_csv
 
 from benchmarks import learning_curve
+from sentiment_gru.errors import DataError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
@@ -90,3 +91,61 @@ def test_sizes_are_whole_numbers_or_all(sizes, capsys):
     with pytest.raises(SystemExit):
         benchmark_accuracy.parse_args(["--learning-curve", "x.csv", "--sizes", *sizes])
     assert "--sizes takes whole numbers or 'all'" in capsys.readouterr().err
+
+
+def test_carved_rows_are_scored_and_never_drawn():
+    texts = [f"text {i}" for i in range(100)]
+    pool = learning_curve.Pool(texts, np.arange(100) % 2, ["held"], np.array([0]), "test", ["a", "b"], "toy")
+    carved = learning_curve.carve(pool, 30)
+    assert len(carved.scored_texts) == 30 and len(carved.texts) == 70 and carved.scored_split == learning_curve.CARVED
+    assert not set(carved.scored_texts) & set(carved.texts) and set(carved.scored_texts) | set(carved.texts) == set(texts)
+    assert carved.labels.tolist() == [int(t.split()[1]) % 2 for t in carved.texts]  # labels travel with their texts
+    assert carved.scored_texts == learning_curve.carve(pool, 30).scored_texts  # seeded: the same rows every time
+    with pytest.raises(DataError, match="--validation-rows 100: give a number of rows between 1 and 99"):
+        learning_curve.carve(pool, 100)
+
+
+def test_a_recipe_is_tried_on_carved_rows_with_training_options_over_it(trained_dir, tmp_path, capsys):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_csv(folder / "train.csv", make_rows(160, seed=41))
+    write_csv(folder / "test.csv", make_rows(50, seed=42))
+    output = tmp_path / "curve.json"
+    argv = ["--learning-curve", str(folder), "--sizes", "40", "--seeds", "7", "--init-from", str(trained_dir), "--output", str(output),
+            "--validation-rows", "30", "--starts", "fine_tuned", "--epochs", "1", "--learning-rate", "2e-3"]
+    assert benchmark_accuracy.main(argv) == 0
+    results = json.loads(output.read_text())["results"]
+    assert results["scored"] == {"split": "carved", "size": 30} and results["pool"] == 130  # the test split is not read
+    assert sorted(r["model"] for r in results["runs"]) == ["fine_tuned", "nbsvm", "tfidf"]
+    assert results["options"] == {"train": {"epochs": 1, "learning_rate": 2e-3}}
+    table = output.with_suffix(".md").read_text()
+    assert "30 rows (rows carved from the pool of" in table and "Every GRU run with epochs=1, learning_rate=0.002 over the recipe." in table
+    capsys.readouterr()
+
+    # the options reach the fine-tune: one it cannot take stops the run
+    argv = [*argv[:argv.index("--epochs")], "--word-vectors"]
+    assert benchmark_accuracy.main(argv) == 2
+    assert "--word-vectors starts the embedding from word vectors, --init-from from the parent's: drop one." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--preset", "snippets"], "drop --preset"),
+    (["--max-train-rows", "50"], "drop --max-train-rows"),
+    (["--hidden-sizes", "3"], "unrecognized arguments: --hidden-sizes"),
+])
+def test_the_curve_refuses_options_it_cannot_pass_on(extra, message, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--learning-curve", "x.csv", *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_validation_rows_go_with_the_learning_curve(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--validation-rows", "30"])
+    assert "--validation-rows and --starts go with --learning-curve." in capsys.readouterr().err
+
+
+def test_a_fine_tune_alone_needs_a_parent(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_accuracy.parse_args(["--learning-curve", "x.csv", "--starts", "fine_tuned", "--no-parent"])
+    assert "--starts fine_tuned trains from a parent: give --init-from" in capsys.readouterr().err
