@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -37,6 +38,21 @@ def test_results_have_the_pipeline_shape(trained_dir):
     assert clf("") == [{"label": None, "score": None, "error": "empty text"}]
     with pytest.raises(ConfigError, match="top_k must be a positive int or None. Got 0"):
         clf("fine", top_k=0)
+
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    (None, "Give a text (str) or a list of texts. Got NoneType instead."),
+    (b"great", "Give a text (str) or a list of texts. Got bytes instead."),
+    (["great", None], "Text 1 is NoneType (None), not str: give every text as a string"),
+    (["great", float("nan")], "Text 1 is float (nan), not str"),
+    ([b"great"], "Text 0 is bytes (b'great'), not str"),
+])
+def test_what_is_not_a_text_is_named(trained_dir, inputs, message):
+    clf = SentimentClassifier.from_pretrained(trained_dir)
+    for call in (clf, clf.predict_proba, clf.predict, clf.explain):
+        with pytest.raises(TypeError, match=re.escape(message)):
+            call(inputs)
 
 
 def test_predict_proba_and_explain(trained_dir):

@@ -115,7 +115,7 @@ class SentimentClassifier:
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ConfigError(f"top_k must be a positive int or None. Got {top_k!r}.")
         single = isinstance(inputs, str)
-        texts = [inputs] if single else list(inputs)
+        texts = _texts(inputs)
         logits, cut = self._logits(texts, batch_size, _reads_whole(truncation))
         scores = _apply(function_to_apply, logits, self.temperature)
         if truncation is None and cut.any():
@@ -138,7 +138,7 @@ class SentimentClassifier:
 
         With `return_truncated`, also a bool array [len(texts)]: which texts were longer than the model reads, and cut.
         """
-        texts = [texts] if isinstance(texts, str) else list(texts)
+        texts = _texts(texts)
         logits, cut = self._logits(texts, batch_size, _reads_whole(truncation))
         probabilities = softmax(logits, self.temperature)
         return (probabilities, cut) if return_truncated else probabilities
@@ -198,7 +198,7 @@ class SentimentClassifier:
         token is taken out (occlusion). Positive scores push towards the predicted label. Empty for an empty text.
         A list of texts gives one such list per text."""
         if not isinstance(texts, str):
-            return [self.explain(text) for text in texts]
+            return [self.explain(text) for text in _texts(texts)]
         return [(t["token"], t["score"]) for t in self.explain_details(texts)["explanation"]]
 
     def explain_details(self, text: str, mode: str = "drop") -> dict[str, Any]:
@@ -224,6 +224,20 @@ class SentimentClassifier:
     def probabilities_of_ids(self, sequences: list[list[int]], batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities of token id sequences (each non-empty): [len(sequences), num_classes]."""
         return softmax(self.backend.logits(sequences, batch_size), self.temperature)
+
+
+def _texts(inputs: str | Iterable[str]) -> list[str]:
+    """`inputs` as a list of texts: one str, or an iterable of them; a TypeError says what else was given."""
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, (bytes, dict)) or not isinstance(inputs, Iterable):
+        raise TypeError(f"Give a text (str) or a list of texts. Got {type(inputs).__name__} instead.")
+    texts = list(inputs)
+    bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+    if bad is not None:
+        raise TypeError(f"Text {bad} is {type(texts[bad]).__name__} ({texts[bad]!r:.40}), not str: give every text as a "
+                        f"string (decode bytes; drop or fill missing values, e.g. pandas' NaN or None).")
+    return texts
 
 
 def _reads_whole(truncation: bool | str | None) -> bool:
