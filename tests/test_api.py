@@ -41,6 +41,13 @@ def test_results_have_the_pipeline_shape(trained_dir):
 
 
 
+@pytest.mark.parametrize("threads", [0, -1, 2.5, "2", True])
+def test_threads_must_be_a_positive_int(trained_dir, threads):
+    with pytest.raises(ConfigError, match=re.escape(f"threads must be a positive int, or None for the backend's own choice. "
+                                                    f"Got {threads!r}.")):
+        SentimentClassifier.from_pretrained(trained_dir, threads=threads)
+
+
 @pytest.mark.parametrize(("inputs", "message"), [
     (None, "Give a text (str) or a list of texts. Got NoneType instead."),
     (b"great", "Give a text (str) or a list of texts. Got bytes instead."),

@@ -66,6 +66,8 @@ class SentimentClassifier:
         (onnxruntime's for this model; torch's for the whole process).
         """
         check_backend_name(backend)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads must be a positive int, or None for the backend's own choice. Got {threads!r}.")
         path = _locate(name_or_path, revision)
         runner, folder = choose_backend(backend, path).load(path, threads=threads, device=device)
         encoder = TextEncoder(folder.tokenizer, tail_tokens=folder.config.tokenizer.tail_tokens)
