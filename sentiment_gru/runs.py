@@ -278,13 +278,21 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
 
 def compare_saved(dir_a: str | Path, dir_b: str | Path, data_config: DataConfig | None = None, split: str | None = None,
                   backend: str = "auto") -> dict[str, Any]:
-    """Score two saved models on one split (of model A's data unless `data_config` is given) and test the difference."""
+    """Score two saved models on one split (of model A's data unless `data_config` is given) and test the difference.
+    The models may have different labels when the data's are among both (a negative/positive file, a two-label and a
+    three-label model): each is scored on the data's labels as `evaluate` scores it (`label_subset`)."""
     a, b = (SentimentClassifier.from_pretrained(d, backend=backend) for d in (dir_a, dir_b))
-    if a.label_names != b.label_names:
-        raise DataError(f"The models have different labels: {', '.join(a.label_names)} vs {', '.join(b.label_names)}. "
-                        "Compare models trained on the same labels.")
-    data = load_data(data_config or a.folder.data_config(), label_names=a.label_names, need_train=False)
+    data = keep_used_labels(load_data(data_config or a.folder.data_config(), label_names=a.label_names, need_train=False))
+    unknown = [name for name in data.label_names if name not in b.label_names]
+    if unknown:
+        raise DataError(f"Model B ({dir_b}) does not know the data's label(s) {', '.join(unknown)}: its labels are "
+                        f"{', '.join(b.label_names)}. Compare on data whose labels both models have (--test-file FILE).")
     split = data.split_to_score(split)
-    result = compare(_saved_scores(a, data, split), _saved_scores(b, data, split), a.label_names)
-    result["a"]["artifacts"], result["b"]["artifacts"] = str(a.folder.path), str(b.folder.path)
+    scores = [on_labels(_saved_scores(m, data, split), [m.label_names.index(n) for n in data.label_names]) for m in (a, b)]
+    result = compare(*scores, data.label_names)
+    for key, model in (("a", a), ("b", b)):
+        result[key]["artifacts"] = str(model.folder.path)
+        subset = label_subset(model.label_names, data.label_names)
+        if subset:
+            result[key]["label_subset"] = subset
     return {**result, "data": data.source["description"]}

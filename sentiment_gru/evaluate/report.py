@@ -499,5 +499,7 @@ def format_comparison(result: dict[str, Any]) -> str:
     m = result["mcnemar"]
     lines += ["", f"McNemar (exact): A right and B wrong on {m['a_right_b_wrong']:,} texts, B right and A wrong on "
                   f"{m['b_right_a_wrong']:,}; p = {m['p_value']:.4g}"]
+    lines += [f"Labels of {name.upper()}: {result[name]['label_subset']['rule']}."
+              for name in ("a", "b") if result[name].get("label_subset")]
     return "\n".join(lines)
 
