@@ -89,6 +89,8 @@ def test_predicts_reader_errors_name_the_file_option(tmp_path):
     assert list(read_texts(str(lines), None)) == ["good", "bad"]
     with pytest.raises(ConfigError, match=r"--text-column needs a table file \(\.csv, \.tsv, \.json, \.jsonl, \.parquet\); "):
         read_texts(str(lines), "text")
+    with pytest.raises(ConfigError, match=r"; --file - reads plain lines from stdin\. Give the file's path, or drop --text-column\.$"):
+        read_texts("-", "text")
 
 
 def test_shorten_puts_a_text_on_one_line_within_its_width():

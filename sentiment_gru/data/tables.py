@@ -118,6 +118,9 @@ def read_rows(path: str, text_column: str | None, flag: str = "--file", keep_col
     `keep_columns=False` reads only the texts where that is cheaper (Parquet).
     """
     if path == "-":
+        if text_column is not None:
+            raise ConfigError(f"--text-column needs a table file ({', '.join(FILE_FORMATS)}); {flag} - reads plain lines from "
+                              "stdin. Give the file's path, or drop --text-column.")
         return rows_of_texts(line.rstrip("\r\n") for line in sys.stdin)
     file = existing_file(path, flag)
     where = f"{flag} {path}"
