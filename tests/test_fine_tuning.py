@@ -150,6 +150,16 @@ def test_a_preset_gives_way_to_the_parents_architecture(trained_dir, tmp_path):
     assert parent_config(str(trained_dir))["model"]["hidden_size"] == 16
 
 
+
+def test_a_preset_s_word_vectors_give_way_to_the_parent_s_given_ones_do_not(trained_dir, tmp_path, capsys):
+    data = _files(tmp_path / "data")
+    config = run_config_from(train_parser().parse_args([*data, "--preset", "general", "--init-from", str(trained_dir)]))
+    assert not config.train.word_vectors and config.train.epochs == 4  # the parent's vectors; the preset's training options
+    assert config.model.embedding_dim == 16 and config.tokenizer.vader_lexicon is False  # the parent's architecture
+    assert train_main([*data, "--word-vectors", "--init-from", str(trained_dir), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "--word-vectors starts the embedding from word vectors, --init-from from the parent's: drop one." in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- a fine-tuned model folder
 
 

@@ -137,7 +137,10 @@ def test_presets_sit_between_defaults_and_explicit_options():
     assert snippets.tokenizer.lexicon and not plain.tokenizer.lexicon
     overridden = build_run_config(DataConfig(), preset="treebank", model={"ensemble_size": 1}, train={"epochs": 2})
     assert overridden.model.ensemble_size == 1 and overridden.train.epochs == 2
-    with pytest.raises(ConfigError, match=r"Unknown preset 'imdb'; choose one of snippets, treebank, reviews"):
+    general = build_run_config(DataConfig(), preset="general")
+    assert general.tokenizer.vader_lexicon and general.tokenizer.web_text and general.train.word_vectors
+    assert (general.model.embedding_dim, general.train.epochs, general.model.ensemble_size) == (64, 4, 1)
+    with pytest.raises(ConfigError, match=r"Unknown preset 'imdb'; choose one of snippets, treebank, reviews, general"):
         build_run_config(DataConfig(), preset="imdb")
 
 
