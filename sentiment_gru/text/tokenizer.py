@@ -140,13 +140,15 @@ class TextEncoder:
                 joins.append((len(start_part) + 1, tail_start - len(start_part) - 1))
         out = Encoded([], [], [])
         for enc, join, text in zip(self._untruncated().encode_batch(clipped), joins, texts):
-            keep = range(len(enc.ids)) if len(enc.ids) <= length else [*range(head), *range(len(enc.ids) - (length - head), len(enc.ids))]
-            offsets = [enc.offsets[i] for i in keep]
+            ids, offsets = enc.ids, enc.offsets  # each read of these builds a new list: once per text, not once per token
+            cut = len(ids) > length
+            if cut:
+                ids, offsets = ids[:head] + ids[len(ids) - (length - head):], offsets[:head] + offsets[len(offsets) - (length - head):]
             if join is not None:
                 offsets = [(a + join[1], b + join[1]) if a >= join[0] else (a, b) for a, b in offsets]
-            out.ids.append([enc.ids[i] for i in keep])
+            out.ids.append(ids)
             out.offsets.append(offsets)
-            out.truncated.append(len(keep) < len(enc.ids) or (join is not None and bool(text[join[0] - 1:join[0] + join[1]].strip())))
+            out.truncated.append(cut or (join is not None and bool(text[join[0] - 1:join[0] + join[1]].strip())))
         return out
 
     def _untruncated(self) -> Tokenizer:
