@@ -205,7 +205,7 @@ def format_table(results: dict[str, Any]) -> str:
     if results.get("long_texts"):
         notes.append(f"Long texts (median over {LONG_WORDS} words): every GRU reads as the reviews preset does, its first "
                      f"{LONG_READING['max_length'] - LONG_READING['tail_tokens']} and last {LONG_READING['tail_tokens']} "
-                     f"tokens in training, up to {LONG_READING['predict_length']} in scoring.")
+                     f"tokens in training, up to {LONG_READING['predict_length']:,} in scoring.")
     if parent and parent.get("label_subset"):
         notes.append(f"The parent is scored on the data's labels: {parent['label_subset']['rule']}.")
     return "\n".join(lines) + "\n\n" + " ".join(notes)
