@@ -106,3 +106,14 @@ def test_a_model_trained_on_cut_texts_reads_whole_ones_when_predicting(tiny_file
     assert train_main([f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + [
         "--output-dir", str(tmp_path / "bad"), "--max-length", "8", "--predict-length", "4"]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_training_says_when_it_reads_only_the_start_of_many_texts(tiny_files, tmp_path, capsys):
+    argv = [f"--{s}-file={p}" for s, p in tiny_files.items()] + TINY_MODEL_ARGS + ["--epochs", "1", "--quiet"]
+    assert train_main([*argv, "--output-dir", str(tmp_path / "cut"), "--max-length", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "of the training texts are longer than the 4 tokens training reads" in err
+    assert "--max-length 512 --tail-tokens 128 --predict-length 1024" in err
+    assert train_main([*argv, "--output-dir", str(tmp_path / "tail"), "--max-length", "4", "--tail-tokens", "2"]) == 0
+    assert train_main([*argv, "--output-dir", str(tmp_path / "whole")]) == 0  # 256 tokens: every text whole
+    assert "training reads" not in capsys.readouterr().err

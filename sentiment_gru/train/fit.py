@@ -38,6 +38,7 @@ from .pretrain import pretrain
 from .state import LoopState, RunState
 
 log = logging.getLogger(__name__)
+CUT_WARNING_SHARE = 0.25  # of the training texts cut at the length training reads, when a warning says so
 
 
 def set_seed(seed: int) -> None:
@@ -90,6 +91,8 @@ def train(config: RunConfig, data: LoadedData, progress: bool | None = None, che
                                                                TextEncoder(tokenizer, config.tokenizer.tail_tokens), ds, tcfg.num_proc))
                    for split, ds in data.held_splits().items()}
     labels = {split: np.asarray(ds.with_format("numpy")["label"], dtype=np.int64) for split, ds in data.held_splits().items()}
+    if dist.is_main and "train" in encoded:
+        _warn_if_cut(encoded["train"].lengths, training_tokenizer.read_length, config.tokenizer.tail_tokens)
     if parent is None:
         model_config, model = _model(config, len(data.label_names), tokenizer, lexicon, encoded.get("train"))
     else:
@@ -231,6 +234,18 @@ def _model(config: RunConfig, num_classes: int, tokenizer, lexicon: Lexicon | No
     if config.train.word_vectors:
         start_from_vectors(model, token_vectors(tokenizer, model_config.embedding_dim))
     return model_config, model
+
+
+def _warn_if_cut(lengths: np.ndarray, read: int | None, tail_tokens: int) -> None:
+    """A warning when training reads only the start of many of its texts (a quarter or more at the length it reads):
+    on long texts (reviews) their end, where the verdict often is, is worth reading (`--tail-tokens`)."""
+    if not read or tail_tokens or not len(lengths):
+        return
+    share = float(np.mean(lengths >= read))
+    if share >= CUT_WARNING_SHARE:
+        log.warning("%.0f%% of the training texts are longer than the %d tokens training reads, and only their start is read. "
+                    "For long texts, read their end too, as the reviews preset does: --max-length 512 --tail-tokens 128 "
+                    "--predict-length 1024.", 100 * share, read)
 
 
 def _model_from(parent: Parent, config: RunConfig, label_names: list[str]) -> tuple[ModelConfig, nn.Module]:
