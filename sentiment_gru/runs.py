@@ -184,7 +184,7 @@ def _parent_figures(parent: SentimentClassifier, name: str, data: LoadedData, sp
     unknown = [n for n in data.label_names if n not in parent.label_names]
     if unknown:
         return {**figures, "not_scored": f"the data has labels the parent does not know ({', '.join(unknown)})"}
-    scores = on_labels(_saved_scores(parent, data, split), [parent.label_names.index(n) for n in data.label_names])
+    scores = _saved_scores(parent, data, split)
     found = compute_metrics(scores.labels, scores.probabilities, data.label_names, split)
     subset = label_subset(parent.label_names, data.label_names)
     log.info("the parent %s on the %s split: accuracy %.4f, macro-F1 %.4f", name, split, found["accuracy"], found["macro_f1"])
@@ -237,9 +237,11 @@ def _blend(data: LoadedData, scores: Scores, validation: Scores) -> dict[str, An
 
 
 def _saved_scores(classifier: SentimentClassifier, data: LoadedData, split: str) -> Scores:
-    """A saved model's scores on `split`, with the temperature it was saved with (never refitted here)."""
+    """A saved model's scores on `split`, with the temperature it was saved with (never refitted here), on the data's
+    labels (`on_labels`: its own reordered, or those of them the data has; each must be one of the model's)."""
     target = data.splits[split]
-    return score(classifier.backend.logits, classifier.encode(target["text"]), np.asarray(target["label"]), split, classifier.temperature)
+    found = score(classifier.backend.logits, classifier.encode(target["text"]), np.asarray(target["label"]), split, classifier.temperature)
+    return on_labels(found, [classifier.label_names.index(name) for name in data.label_names])
 
 
 def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split: str | None, output_dir: str | Path | None,
@@ -251,7 +253,7 @@ def evaluate_saved(artifacts: str | Path, data_config: DataConfig | None, split:
     data = keep_used_labels(load_data(data_config or folder.data_config(), label_names=folder.label_names, need_train=False))
     split = data.split_to_score(split)
     started = time.perf_counter()
-    scores = on_labels(_saved_scores(classifier, data, split), [folder.label_names.index(n) for n in data.label_names])
+    scores = _saved_scores(classifier, data, split)
     seconds = time.perf_counter() - started
     history_file = folder.checked_file(HISTORY_FILE)  # listed and unchanged, or not read
     evaluation = evaluate(
@@ -288,8 +290,7 @@ def compare_saved(dir_a: str | Path, dir_b: str | Path, data_config: DataConfig 
         raise DataError(f"Model B ({dir_b}) does not know the data's label(s) {', '.join(unknown)}: its labels are "
                         f"{', '.join(b.label_names)}. Compare on data whose labels both models have (--test-file FILE).")
     split = data.split_to_score(split)
-    scores = [on_labels(_saved_scores(m, data, split), [m.label_names.index(n) for n in data.label_names]) for m in (a, b)]
-    result = compare(*scores, data.label_names)
+    result = compare(_saved_scores(a, data, split), _saved_scores(b, data, split), data.label_names)
     for key, model in (("a", a), ("b", b)):
         result[key]["artifacts"] = str(model.folder.path)
         subset = label_subset(model.label_names, data.label_names)
