@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sentiment_gru.config import PRESETS, DataConfig, build_run_config
+from sentiment_gru.config import LONG_READING, DataConfig, build_run_config
 from sentiment_gru.data.load import load_data
 from sentiment_gru.data.tables import FILE_FORMATS
 from sentiment_gru.errors import DataError
@@ -36,12 +36,11 @@ MODELS = {"scratch": "BiGRU from scratch", "vectors": "BiGRU from word vectors (
           "fine_tuned": "BiGRU started from the parent", "tfidf": "TF-IDF + logistic regression", "nbsvm": "NBSVM"}
 STARTS = ("scratch", "vectors", "fine_tuned")  # how a GRU run starts: random weights, WordLlama's vectors, the parent
 # Long texts (reviews, not sentences): 256 tokens from a text's start leave out the end, where a review's verdict
-# usually is. Past LONG_WORDS words (about 200 tokens) at the median, a run reads as the `reviews` preset does: its
-# first 384 and last 128 tokens in training, nearly all of it (first 896, last 128) in evaluation and prediction.
+# usually is. Past LONG_WORDS words (about 200 tokens) at the median, a run reads as LONG_READING says (the `reviews`
+# preset's lengths): its first 384 and last 128 tokens in training, nearly all of it (first 896, last 128) in scoring.
 LONG_WORDS = 150
 CARVED = "carved"  # the scored split's name in the results when --validation-rows carved it from the pool
 CARVE_SEED = 999  # the rows --validation-rows carves, the same whatever the seeds of the draws
-LONG_READING = {name: PRESETS["reviews"]["tokenizer"][name] for name in ("max_length", "tail_tokens", "predict_length")}
 
 
 def recipe(train_size: int, start: str, long_texts: bool = False) -> dict[str, dict[str, Any]]:
@@ -177,7 +176,8 @@ def run(data: DataConfig, sizes: list[int | None], seeds: list[int], init_from: 
     return {
         "data": pool.description, "labels": pool.label_names, "pool": len(pool.labels),
         "scored": {"split": pool.scored_split, "size": len(pool.scored_labels)}, "sizes": counts, "seeds": seeds,
-        "init_from": init_from, "parent": parent_alone, "long_texts": long_texts, "options": {name: section for name, section in (overrides or {}).items() if section},
+        "init_from": init_from, "parent": parent_alone, "long_texts": long_texts,
+        "options": {name: section for name, section in (overrides or {}).items() if section},
         "recipes": {str(size): {start: recipe(size, start, long_texts) for start in starts if start != "fine_tuned" or parent}
                     for size in counts},
         "runs": runs, "summary": figures,

@@ -564,6 +564,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# How a long text (a review) is read in full: the `reviews` preset's lengths, its end included. What the learning
+# curve gives long texts, and what training suggests when it reads only the start of many texts.
+LONG_READING = {name: PRESETS["reviews"]["tokenizer"][name] for name in ("max_length", "tail_tokens", "predict_length")}
+
+
 def build_run_config(data: DataConfig, preset: str | None = None, parent: SavedConfig | dict[str, Any] | None = None,
                      **sections: dict[str, Any]) -> RunConfig:
     """The dataclass defaults, then the preset's values, then (with `parent`, the config.json of the model

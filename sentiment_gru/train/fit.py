@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import ModelConfig, RunConfig
+from ..config import LONG_READING, ModelConfig, RunConfig
 from ..data.batching import HeldBatches, StreamBatches, TokenIds, batched_logits
 from ..data.load import LoadedData
 from ..errors import TrainingError
@@ -243,9 +243,9 @@ def _warn_if_cut(lengths: np.ndarray, read: int | None, tail_tokens: int) -> Non
         return
     share = float(np.mean(lengths >= read))
     if share >= CUT_WARNING_SHARE:
+        options = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in LONG_READING.items())
         log.warning("%.0f%% of the training texts are longer than the %d tokens training reads, and only their start is read. "
-                    "For long texts, read their end too, as the reviews preset does: --max-length 512 --tail-tokens 128 "
-                    "--predict-length 1024.", 100 * share, read)
+                    "For long texts, read their end too, as the reviews preset does: %s.", 100 * share, read, options)
 
 
 def _model_from(parent: Parent, config: RunConfig, label_names: list[str]) -> tuple[ModelConfig, nn.Module]:
