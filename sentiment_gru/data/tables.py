@@ -110,6 +110,12 @@ def read_texts(path: str, text_column: str | None, flag: str = "--file") -> Iter
     return (text for chunk in rows.chunks for text in chunk.texts)
 
 
+def _lines_have_no_columns(text_column: str | None, why: str) -> None:
+    """A ConfigError when --text-column names a column of plain lines, which have none; `why` says what is read so."""
+    if text_column is not None:
+        raise ConfigError(f"--text-column needs a table file ({', '.join(FILE_FORMATS)}); {why}")
+
+
 def read_rows(path: str, text_column: str | None, flag: str = "--file", keep_columns: bool = True,
               chunk_rows: int = CHUNK_ROWS) -> Rows:
     """The rows of a file in chunks: a table in FILE_FORMATS, or plain lines (a column "text"); '-' reads lines from stdin.
@@ -118,17 +124,15 @@ def read_rows(path: str, text_column: str | None, flag: str = "--file", keep_col
     `keep_columns=False` reads only the texts where that is cheaper (Parquet).
     """
     if path == "-":
-        if text_column is not None:
-            raise ConfigError(f"--text-column needs a table file ({', '.join(FILE_FORMATS)}); {flag} - reads plain lines from "
-                              "stdin. Give the file's path, or drop --text-column.")
+        _lines_have_no_columns(text_column, f"{flag} - reads plain lines from stdin. Give the file's path, or drop --text-column.")
         return rows_of_texts(line.rstrip("\r\n") for line in sys.stdin)
     file = existing_file(path, flag)
     where = f"{flag} {path}"
     builder, options = FILE_FORMATS.get(file.suffix.lower(), (None, {}))
     if builder == "parquet":
         return _parquet_rows(file, text_column, where, keep_columns, chunk_rows)
-    if builder is None and text_column is not None:
-        raise ConfigError(f"--text-column needs a table file ({', '.join(FILE_FORMATS)}); {path} is read as plain lines.")
+    if builder is None:
+        _lines_have_no_columns(text_column, f"{path} is read as plain lines.")
     handle = open(file, newline="" if builder == "csv" else None, encoding="utf-8")
     size = max(1, file.stat().st_size)
 
